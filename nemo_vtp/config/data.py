@@ -1,15 +1,21 @@
 """Data: which samples to train on (files or the synthetic world), how rows are checked, and how
 images and text become model inputs."""
 
+from typing import Literal, get_args
+
 from pydantic import Field, field_validator
 
 from nemo_vtp.config.base import Section
+
+# The synthetic world's scene families (nemo_vtp.data.synth.scenes.FAMILIES, in the same order).
+Family = Literal["shapes", "bars", "digits", "clock", "ruler"]
 
 
 class SynthConfig(Section):
     num: int = Field(2000, ge=1)  # samples generated over all splits
     seed: int = 0  # world seed: the same seed gives the same bytes
     levels: list[int] = Field(default_factory=lambda: [1, 2, 3])  # difficulty levels to include (1 easy .. 3 hard)
+    families: list[Family] = Field(default_factory=lambda: list(get_args(Family)), min_length=1)  # scene families to include
     image_size: int = Field(112, ge=56)  # side of the square images, pixels (a multiple of 28 avoids resizing)
     val_fraction: float = Field(0.1, ge=0, lt=1)  # share of samples in val.jsonl
     test_fraction: float = Field(0.1, ge=0, lt=1)  # share of samples in test.jsonl

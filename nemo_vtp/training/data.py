@@ -39,8 +39,8 @@ def ensure_synthetic_world(cfg: RecipeConfig) -> Path:
     if rank == 0 and not (out / "world.json").is_file():
         s = cfg.data.synth
         logger.info("generating the synthetic perception world (%d samples) in %s", s.num, out)
-        generate(WorldSpec(num=s.num, seed=s.seed, levels=tuple(s.levels), image_size=s.image_size,
-                           val_fraction=s.val_fraction, test_fraction=s.test_fraction), out)
+        generate(WorldSpec(num=s.num, seed=s.seed, levels=tuple(s.levels), families=tuple(s.families),
+                           image_size=s.image_size, val_fraction=s.val_fraction, test_fraction=s.test_fraction), out)
     if dist.is_initialized():
         dist.barrier()
     return out

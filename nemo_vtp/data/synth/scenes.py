@@ -343,6 +343,9 @@ TASKS = {
 }
 
 
+FAMILIES = tuple(dict.fromkeys(family for family, _ in TASKS))  # in TASKS order: shapes, bars, digits, clock, ruler
+
+
 def make_task(family: str, qtype: str, rng: random.Random, level: int, size: int, max_tries: int = 100):
     """Draw scenes until the question type can be asked; returns (scene, Question)."""
     make_scene, ask = TASKS[(family, qtype)]

@@ -1,7 +1,7 @@
 """The synthetic perception world: deterministic samples, images and train/val/test split files.
 
-Sample `index` of a world with seed `seed` depends only on (seed, index, levels, size): its task
-(family, question type, level) is `index`-th in a fixed round-robin over all combinations, so
+Sample `index` of a world with seed `seed` depends only on (seed, index, levels, families, size): its
+task (family, question type, level) is `index`-th in a fixed round-robin over all combinations, so
 question types and levels are balanced, and its random draws come from `Random(f"{seed}-{index}")`.
 The same arguments give the same bytes, images included.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from nemo_vtp.data.io import write_samples
 from nemo_vtp.data.schema import KeyInfo, Response, Sample
 from nemo_vtp.data.synth.render import render
-from nemo_vtp.data.synth.scenes import LEVELS, TASKS, make_task
+from nemo_vtp.data.synth.scenes import FAMILIES, LEVELS, TASKS, make_task
 
 SOURCE = "synth"
 SPLITS = ("train", "val", "test")
@@ -30,19 +30,27 @@ class WorldSpec:
     num: int  # number of samples over all splits
     seed: int = 0
     levels: tuple[int, ...] = LEVELS  # difficulty levels to include (1 easy .. 3 hard)
+    families: tuple[str, ...] = FAMILIES  # scene families to include (shapes, bars, digits, clock, ruler)
     image_size: int = 112  # side of the square images, pixels (a multiple of 28 avoids resizing)
     val_fraction: float = 0.1
     test_fraction: float = 0.1
 
 
-def task_combos(levels: Sequence[int]) -> list[tuple[str, str, int]]:
-    """Every (family, question type, level), in the fixed order samples cycle through."""
-    return [(family, qtype, level) for level in levels for (family, qtype) in TASKS]
+def task_combos(levels: Sequence[int], families: Sequence[str] = FAMILIES) -> list[tuple[str, str, int]]:
+    """Every (family, question type, level) of the chosen families, in the fixed order samples cycle
+    through. An unknown family or level is an error naming the known ones."""
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown or not families:
+        raise ValueError(f"families must be a non-empty subset of {list(FAMILIES)}, got {list(families)}")
+    bad = sorted(set(levels) - set(LEVELS))
+    if bad or not levels:
+        raise ValueError(f"levels must be a non-empty subset of {list(LEVELS)}, got {list(levels)}")
+    return [(family, qtype, level) for level in levels for (family, qtype) in TASKS if family in families]
 
 
 def make_sample(spec: WorldSpec, index: int) -> tuple[Sample, dict]:
     """Sample `index` of the world and its scene dict (the image is `render(scene)`)."""
-    combos = task_combos(spec.levels)
+    combos = task_combos(spec.levels, spec.families)
     family, qtype, level = combos[index % len(combos)]
     rng = random.Random(f"{spec.seed}-{index}")
     scene, q = make_task(family, qtype, rng, level, spec.image_size)
@@ -98,6 +106,6 @@ def generate(spec: WorldSpec, out_dir: str | Path, progress: bool = False) -> di
         rows[splits[index]].append(sample)
     counts = {name: write_samples(out / f"{name}.jsonl", rows[name]) for name in SPLITS}
     manifest = {"source": SOURCE, "num": spec.num, "seed": spec.seed, "levels": list(spec.levels),
-                "image_size": spec.image_size, "splits": counts}
+                "families": list(spec.families), "image_size": spec.image_size, "splits": counts}
     (out / "world.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return counts
