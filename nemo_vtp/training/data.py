@@ -31,18 +31,25 @@ def synth_dir(cfg: RecipeConfig) -> Path:
 
 
 def ensure_synthetic_world(cfg: RecipeConfig) -> Path:
-    """Generate the synthetic world once (rank 0) when the recipe names no data files."""
-    from nemo_vtp.data.synth import WorldSpec, generate
+    """Generate the synthetic world once (rank 0) when the recipe names no data files. A world already
+    there (a resumed run) must be the one `data.synth` describes: another one is an error, never reused."""
+    from nemo_vtp.data.synth import WorldSpec, generate, world_differences
 
     out = synth_dir(cfg)
+    s = cfg.data.synth
+    spec = WorldSpec(num=s.num, seed=s.seed, levels=tuple(s.levels), families=tuple(s.families),
+                     image_size=s.image_size, val_fraction=s.val_fraction, test_fraction=s.test_fraction)
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0 and not (out / "world.json").is_file():
-        s = cfg.data.synth
         logger.info("generating the synthetic perception world (%d samples) in %s", s.num, out)
-        generate(WorldSpec(num=s.num, seed=s.seed, levels=tuple(s.levels), families=tuple(s.families),
-                           image_size=s.image_size, val_fraction=s.val_fraction, test_fraction=s.test_fraction), out)
+        generate(spec, out)
     if dist.is_initialized():
         dist.barrier()
+    # Every rank checks (after the barrier the file is complete), so all of them stop together.
+    differences = world_differences(spec, out / "world.json")
+    if differences:
+        raise ValueError("the synthetic world in {} is not the one data.synth describes ({}); use another "
+                         "run.output_dir or delete that folder".format(out, "; ".join(differences)))
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from nemo_vtp.data.io import read_samples
-from nemo_vtp.data.synth import WorldSpec, generate, make_sample, task_combos
+from nemo_vtp.data.synth import WorldSpec, generate, make_sample, task_combos, world_differences
 from nemo_vtp.data.synth.render import COLORS, render
 
 NUM = 3 * len(task_combos((1, 2, 3)))  # three full rounds of every (family, question type, level)
@@ -184,3 +184,39 @@ def test_make_sample_is_pure():
     spec = WorldSpec(num=10, seed=3)
     assert make_sample(spec, 4)[0].to_dict() == make_sample(spec, 4)[0].to_dict()
     assert make_sample(spec, 4)[0].to_dict() != make_sample(WorldSpec(num=10, seed=4), 4)[0].to_dict()
+
+
+def test_families_select_scene_families_and_stay_balanced():
+    spec = WorldSpec(num=2 * len(task_combos((1, 2), ("shapes", "clock"))), seed=3, levels=(1, 2),
+                     families=("shapes", "clock"))
+    samples = [make_sample(spec, i)[0] for i in range(spec.num)]
+    by_task = Counter((s.meta["family"], s.meta["qtype"], s.meta["level"]) for s in samples)
+    assert {family for family, _, _ in by_task} == {"shapes", "clock"}
+    assert len(by_task) == 2 * (3 + 2) and set(by_task.values()) == {2}  # 3 shapes + 2 clock types, 2 levels
+    # The default is every family, in the order samples were always drawn (existing worlds keep their bytes).
+    assert task_combos((1,)) == task_combos((1,), ("shapes", "bars", "digits", "clock", "ruler"))
+    assert [c[0] for c in task_combos((1,))][:4] == ["shapes"] * 3 + ["bars"]
+
+
+@pytest.mark.parametrize("families, levels", [(("shape",), (1,)), ((), (1,)), (("shapes",), (4,))])
+def test_unknown_family_or_level_is_a_clear_error(families, levels):
+    with pytest.raises(ValueError, match="families must be|levels must be"):
+        task_combos(levels, families)
+
+
+def test_world_differences_name_each_changed_field(tmp_path):
+    spec = WorldSpec(num=6, seed=2, levels=(1,), families=("shapes",))
+    generate(spec, tmp_path)
+    manifest = tmp_path / "world.json"
+    assert json.loads(manifest.read_text())["families"] == ["shapes"]
+    assert world_differences(spec, manifest) == []
+    other = WorldSpec(num=6, seed=2, levels=(1, 2), families=("shapes", "bars"))
+    lines = world_differences(other, manifest)
+    assert [line.split(":")[0] for line in lines] == ["levels", "families"]
+    assert lines[1].endswith("has ['shapes'], the recipe asks for ['shapes', 'bars']")
+    # A manifest written before `families` existed describes the default world (every family).
+    old = json.loads(manifest.read_text())
+    del old["families"]
+    manifest.write_text(json.dumps(old))
+    assert [line.split(":")[0] for line in world_differences(spec, manifest)] == ["families"]
+    assert world_differences(WorldSpec(num=6, seed=2, levels=(1,)), manifest) == []

@@ -105,7 +105,21 @@ def generate(spec: WorldSpec, out_dir: str | Path, progress: bool = False) -> di
         render(scene).save(out / sample.images[0], format="PNG", compress_level=1)
         rows[splits[index]].append(sample)
     counts = {name: write_samples(out / f"{name}.jsonl", rows[name]) for name in SPLITS}
-    manifest = {"source": SOURCE, "num": spec.num, "seed": spec.seed, "levels": list(spec.levels),
-                "families": list(spec.families), "image_size": spec.image_size, "splits": counts}
+    manifest = {"source": SOURCE, **_spec_fields(spec), "splits": counts}
     (out / "world.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return counts
+
+
+def _spec_fields(spec: WorldSpec) -> dict:
+    return {"num": spec.num, "seed": spec.seed, "levels": list(spec.levels), "families": list(spec.families),
+            "image_size": spec.image_size, "val_fraction": spec.val_fraction, "test_fraction": spec.test_fraction}
+
+
+def world_differences(spec: WorldSpec, manifest_path: str | Path) -> list[str]:
+    """How the world described by an existing `world.json` differs from `spec`: one 'field: file has X,
+    spec has Y' line per field (empty when they agree). A manifest written before a field existed
+    holds that field's default."""
+    written = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    defaults = _spec_fields(WorldSpec(num=spec.num))
+    return [f"{name}: {manifest_path} has {written.get(name, defaults[name])}, the recipe asks for {wanted}"
+            for name, wanted in _spec_fields(spec).items() if written.get(name, defaults[name]) != wanted]
