@@ -117,6 +117,7 @@ def write_report(out: Path, seconds: dict[str, float], evals: dict[str, dict]) -
               "| checkpoint | " + " | ".join(evals["sft"]) + " |", "|---" * (len(evals["sft"]) + 1) + "|"]
     for stage in ("sft", "rl"):
         lines.append(f"| {stage} | " + " | ".join(_fmt(v) for v in evals[stage].values()) + " |")
+    lines += category_table(out)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p is not None]
     lines += ["", "TensorBoard: `tensorboard --logdir " + str(out) + "`", ""]
     report = out / "report.md"
@@ -125,7 +126,25 @@ def write_report(out: Path, seconds: dict[str, float], evals: dict[str, dict]) -
     return report
 
 
+def category_table(out: Path, groups: tuple[str, ...] = ("family", "qtype", "level")) -> list[str]:
+    """Markdown lines: held-out accuracy of the SFT and the RL checkpoint per category value (from
+    `out/eval/{sft,rl}/summary.json`), one row per (group, value) in `groups`; [] when a summary is missing."""
+    paths = {stage: out / "eval" / stage / "summary.json" for stage in ("sft", "rl")}
+    if not all(path.is_file() for path in paths.values()):
+        return []
+    summaries = {stage: json.loads(path.read_text(encoding="utf-8"))["groups"] for stage, path in paths.items()}
+    lines = ["", "## Held-out accuracy per category", "", "| group | value | n | sft | rl |", "|---|---|---|---|---|"]
+    for group in groups:
+        for value, row in summaries["sft"].get(group, {}).items():
+            rl_row = summaries["rl"].get(group, {}).get(value, {})
+            lines.append(f"| {group} | {value} | {row['n']} | {_fmt(row.get('accuracy'))} | "
+                         f"{_fmt(rl_row.get('accuracy'))} |")
+    return lines
+
+
 def _fmt(value) -> str:
+    if value is None:
+        return "-"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 

@@ -1,0 +1,37 @@
+"""The demo report: reward means of the first and last quarter of the RL steps, and the held-out
+accuracy of both checkpoints overall and per category, read from the files the stages write."""
+
+import json
+
+from nemo_vtp.demo import category_table, write_report
+
+TERMS = ("acc", "fmt", "vkey", "tkey", "cons", "rep", "overlong", "total")
+
+
+def _write_run(out):
+    (out / "sft").mkdir(parents=True)
+    (out / "rl").mkdir()
+    sft = [{"step": s, "train/loss": 6.0 / s} for s in range(1, 5)]
+    rl = [{"step": s, **{f"rl/reward/{t}": 0.1 * s for t in TERMS}} for s in range(1, 9)]  # quarters: steps 1-2, 7-8
+    for stage, rows in (("sft", sft), ("rl", rl)):
+        (out / stage / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for stage, accs in (("sft", (0.25, 0.5)), ("rl", (0.75, 1.0))):
+        groups = {"family": {"shapes": {"n": 4, "accuracy": sum(accs) / 2}},
+                  "qtype": {"count": {"n": 2, "accuracy": accs[0]}, "total": {"n": 2, "accuracy": accs[1]}}}
+        (out / "eval" / stage).mkdir(parents=True)
+        (out / "eval" / stage / "summary.json").write_text(json.dumps({"overall": {}, "groups": groups}))
+
+
+def test_report_states_reward_quarters_and_accuracy_per_category(tmp_path):
+    _write_run(tmp_path)
+    evals = {"sft": {"n": 4, "accuracy": 0.375}, "rl": {"n": 4, "accuracy": 0.875}}
+    report = write_report(tmp_path, {"sft": 10.0, "rl": 20.0}, evals).read_text()
+    assert "| acc | 0.150 | 0.750 |" in report  # mean of steps 1-2 and of steps 7-8
+    assert "| sft | 4 | 0.375 |" in report and "| rl | 4 | 0.875 |" in report
+    assert "| family | shapes | 4 | 0.375 | 0.875 |" in report
+    assert "| qtype | count | 2 | 0.250 | 0.750 |" in report and "| qtype | total | 2 | 0.500 | 1.000 |" in report
+    assert json.loads((tmp_path / "summary.json").read_text())["seconds"] == {"sft": 10.0, "rl": 20.0}
+
+
+def test_category_table_is_empty_without_both_summaries(tmp_path):
+    assert category_table(tmp_path) == []
