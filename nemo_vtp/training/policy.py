@@ -61,7 +61,7 @@ def build_policy(cfg: RecipeConfig, device: torch.device, total_steps: int, trai
     from nemo_vtp.data.processor import processor_from_config
     from nemo_vtp.data.tokenizer import load_tokenizer
     from nemo_vtp.models.qwen25_vl.layer_spec import resolve_transformer_impl
-    from nemo_vtp.models.qwen25_vl.model import build_model_chunks, transformer_config
+    from nemo_vtp.models.qwen25_vl.model import build_model_chunks, fuse_te_wgrad_accumulation, transformer_config
 
     tokenizer = load_tokenizer(cfg.model.tokenizer)
     arch = build_arch(cfg, tokenizer)
@@ -83,6 +83,8 @@ def build_policy(cfg: RecipeConfig, device: torch.device, total_steps: int, trai
     if not trainable:
         return policy
     _freeze(chunks, cfg)
+    if config.bias_activation_fusion:  # kernel_fusions took effect (a GPU with the TE layer spec)
+        fuse_te_wgrad_accumulation(chunks)
     distributed_optimizer = par.use_distributed_optimizer and device.type == "cuda"
     ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
                                                use_distributed_optimizer=distributed_optimizer)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and figures, after node.sh installed the stack. Run from the repository root.
-# Usage: session.sh A|B|C|D OUT_DIR
+# Usage: session.sh A..I OUT_DIR
 #   A: versions, TE spec vs local spec, FP8 SFT curves (make test-gpu subset), bench/sft_mfu.py bf16 / FP8
 #   B: vLLM tests (engine, Megatron refit, tiny RL end to end), bench/refit.py, bench/rollout.py
 # Every item has its own time limit; logs go to OUT_DIR (a few files), a summary table is printed last.
@@ -69,5 +69,19 @@ case $PART in
     item ckpt_local 60 $P /tmp/c3 model.transformer_impl=local
     item ckpt_steps12 80 $P /tmp/c4 training.train_steps=12
     item test_rl_vllm 200 $PT tests/gpu/test_rl_vllm.py ;;
+  G)  # fifth session (one H200): the bf16 fix for the optimizer checkpoint, the RL step by phase
+    versions
+    item test_rl_vllm 200 $PT tests/gpu/test_rl_vllm.py
+    item test_vllm_engine 150 $PT tests/gpu/test_vllm_engine.py
+    item bench_rl_step 330 python3 bench/rl_step.py --layers 8 --prompts 16 --group 8 --max-tokens 512 --steps 4 ;;
+  H)  # fifth session (one H200): SFT MFU with rope fusion and TE weight-gradient accumulation fusion
+    F="--set model.kernel_fusions=true"
+    item sft_mfu_bf16_L8 110 $MFU --precision bf16 --layers 8
+    item sft_mfu_bf16_L8_fused 110 $MFU --precision bf16 --layers 8 $F
+    item sft_mfu_fp8d_L8_fused 120 $MFU --precision fp8-delayed --layers 8 $F
+    item sft_mfu_fp8t_L8_fused 120 $MFU --precision fp8-tensorwise --layers 8 $F ;;
+  I)  # two H200s: tensor parallelism 2 (SFT parity and resume, RL with vLLM TP=2)
+    versions
+    item test_tp2 500 $PT tests/gpu/test_tp2.py ;;
 esac
 echo "----- summary $PART"; cat "$SUMMARY"; grep -h '^RESULT ' "$OUT/$PART.log" | cut -c1-400

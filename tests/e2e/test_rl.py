@@ -25,7 +25,8 @@ def test_two_steps_train_and_keep_the_engine_in_sync(tmp_path, tiny_world, tiny_
     run("rl", TINY_RL, _args(tmp_path, tiny_world, tiny_sft, "rl.rollout_steps=2",
                              "rl.dynamic_sampling.enabled=false"))
     assert sorted(metrics(tmp_path, "rl/reward/total")) == [1, 2]
-    for key in ("rl/loss/pg_loss", "rl/loss/entropy", "rl/loss/grad_norm", "rl/refit/seconds", "rl/time/rollout_s"):
+    for key in ("rl/loss/pg_loss", "rl/loss/entropy", "rl/loss/grad_norm", "rl/refit/seconds", "rl/time/rollout_s",
+                "rl/time/generate_s", "rl/time/score_s", "rl/time/old_logprob_s", "rl/time/update_s"):
         values = metrics(tmp_path, key)
         assert sorted(values) == [1, 2] and all(math.isfinite(v) for v in values.values()), key
     assert all(v > 0 for v in metrics(tmp_path, "rl/loss/grad_norm").values())
