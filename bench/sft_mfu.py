@@ -57,7 +57,8 @@ def synthetic_batches(n: int, micro_batch: int, seq: int, vocab: int, seed: int,
         positions = torch.arange(seq).expand(3, micro_batch, seq).contiguous()
         out.append({"input_ids": tokens[:, :-1].to(device), "position_ids": positions.to(device),
                     "labels": tokens[:, 1:].to(device), "loss_mask": torch.ones(micro_batch, seq, device=device),
-                    "pixel_values": None, "image_grid_thw": None})
+                    "pixel_values": None, "image_grid_thw": None, "attention_mask": None,
+                    "packed_seq_params": None})
     return out
 
 

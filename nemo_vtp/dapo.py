@@ -103,7 +103,10 @@ def build_rollout_engine(cfg: RecipeConfig, policy: Policy, device: torch.device
 
         folder = write_hf_side(Path(cfg.run.output_dir) / "engine_model", policy.arch, torch.bfloat16,
                                files_from=policy.tokenizer.name_or_path)
-        return build_engine(cfg.generation, str(folder), device="cuda", seed=cfg.run.seed)
+        # The folder holds no weights: the engine starts with random ones and the refit in `setup` fills it.
+        generation = cfg.generation.model_copy(
+            update={"vllm": cfg.generation.vllm.model_copy(update={"load_format": "dummy"})})
+        return build_engine(generation, str(folder), device="cuda", seed=cfg.run.seed)
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from nemo_vtp.generation.torch_engine import TorchEngine
@@ -124,6 +127,8 @@ def refit_engine(cfg: RecipeConfig, state: RLState) -> dict[str, float]:
         for _ in weights:  # take part in the collectives of the export
             pass
         return {"refit/seconds": time.perf_counter() - start}
+    if torch.cuda.is_available():  # hand training's cached blocks back before the engine maps its memory again
+        torch.cuda.empty_cache()
     state.engine.wake(["weights"])  # the KV cache stays released while the weights stream in
     woken = time.perf_counter()
     stats = refit(state.engine, weights, bucket_bytes=cfg.generation.refit_bucket_mb * 2**20)
