@@ -350,7 +350,7 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
         return _to_device(micro_batch_inputs(chunk, ids["pad_token_id"], ids["image_token_id"], ids["video_token_id"]),
                           state.device)
 
-    start = time.perf_counter()
+    t_start = time.perf_counter()
     micro = [make(seqs[i:i + rl.micro_batch_size]) for i in range(0, len(seqs), rl.micro_batch_size)]
     with torch.no_grad():
         outputs = _run(cfg, state, micro, _old_logprob_loss, forward_only=True)
@@ -358,7 +358,7 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
     for batch, out in zip(micro, outputs if last_stage else [{}] * len(micro)):
         batch["old_logprobs"] = out.get("logprobs")
     per_update = rl.mini_batch_size // state.dp_size // rl.micro_batch_size
-    old_logprob_seconds = time.perf_counter() - start
+    old_logprob_seconds = time.perf_counter() - t_start
     totals: dict[str, float] = {}
     tokens = 0.0
     for _ in range(rl.ppo_epochs):
@@ -377,7 +377,7 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
         dist.all_reduce(global_tokens, group=parallel_state.get_data_parallel_group())
     n = max(float(global_tokens), 1.0)
     out = {k: (v if k in MAX_METRICS or k == "grad_norm" else v / n) for k, v in totals.items()}
-    out["old_logprob_s"], out["update_s"] = old_logprob_seconds, time.perf_counter() - start - old_logprob_seconds
+    out["old_logprob_s"], out["update_s"] = old_logprob_seconds, time.perf_counter() - t_start - old_logprob_seconds
     return out
 
 

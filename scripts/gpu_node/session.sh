@@ -81,7 +81,6 @@ case $PART in
     item sft_mfu_fp8t_L8_fused 120 $MFU --precision fp8-tensorwise --layers 8 $F ;;
   I)  # two H200s: tensor parallelism 2 (SFT parity and resume, RL with vLLM TP=2)
     versions
-    item test_vllm_engine 150 $PT tests/gpu/test_vllm_engine.py
     item test_tp2 420 $PT tests/gpu/test_tp2.py ;;
   K)  # two H200s: the full-depth 7B language model at TP=2, bf16 and FP8, kernel fusions on
     M2="torchrun --standalone --nproc-per-node 2 bench/sft_mfu.py --grad-accum 8 --steps 4 --warmup 2 --layers 28"
