@@ -149,9 +149,14 @@ def _sync_over_tensor_parallel(module: torch.nn.Module) -> None:
         return
     src = parallel_state.get_tensor_model_parallel_src_rank()
     group = parallel_state.get_tensor_model_parallel_group()
+    # The tower is built on the CPU; NCCL broadcasts only device tensors (gloo takes CPU ones).
+    nccl = torch.distributed.get_backend(group) == "nccl"
     with torch.no_grad():
         for tensor in module.parameters():
-            torch.distributed.broadcast(tensor.data, src, group=group)
+            buffer = tensor.data.cuda() if nccl and not tensor.is_cuda else tensor.data
+            torch.distributed.broadcast(buffer, src, group=group)
+            if buffer is not tensor.data:
+                tensor.data.copy_(buffer)
 
 
 def vision_params(model_chunks) -> list[torch.nn.Parameter]:
