@@ -42,14 +42,16 @@ def transformer_config(arch: Qwen25VLArch, *, tensor_model_parallel_size: int = 
                        params_dtype: torch.dtype = torch.float32, transformer_impl: str = "local",
                        fp8: str | None = None, fp8_recipe: str = "delayed", recompute: str = "none",
                        use_cpu_initialization: bool | None = None, perform_initialization: bool = True,
-                       kernel_fusions: bool = False) -> TransformerConfig:
+                       kernel_fusions: bool = False, packed_sequences: bool = False) -> TransformerConfig:
     """Megatron `TransformerConfig` of the Qwen2.5-VL decoder.
 
     Fusions are off (they need CUDA kernels) unless `kernel_fusions` on a GPU with Transformer Engine:
-    then the SwiGLU of the MLP, the vocab-parallel cross-entropy and rope use fused kernels (TE's fused
-    rope takes one set of mrope positions per micro-batch: Megatron falls back to the unfused rope when
-    a micro-batch holds several samples). Gradient-accumulation fusion stays off in the config because
-    the output layer would need apex's kernel; `fuse_te_wgrad_accumulation` turns it on for TE layers.
+    then the SwiGLU of the MLP, the vocab-parallel cross-entropy and rope use fused kernels. TE's fused
+    rope takes one set of mrope positions per micro-batch (Megatron falls back to the unfused rope when
+    a micro-batch holds several samples); with `packed_sequences` (THD) it stays off, since the fused
+    THD kernel restarts positions at every sequence while mrope's 3-D positions come with the batch.
+    Gradient-accumulation fusion stays off in the config because the output layer would need apex's
+    kernel; `fuse_te_wgrad_accumulation` turns it on for TE layers.
     """
     arch.check_parallel(tensor_model_parallel_size, pipeline_model_parallel_size)
     on_gpu = torch.cuda.is_available()
@@ -63,7 +65,7 @@ def transformer_config(arch: Qwen25VLArch, *, tensor_model_parallel_size: int = 
         init_method_std=0.02, attention_softmax_in_fp32=True,
         bias_activation_fusion=fused, masked_softmax_fusion=False, bias_dropout_fusion=False,
         cross_entropy_loss_fusion=fused, cross_entropy_fusion_impl="native",
-        apply_rope_fusion=fused, persist_layer_norm=False, gradient_accumulation_fusion=False,
+        apply_rope_fusion=fused and not packed_sequences, persist_layer_norm=False, gradient_accumulation_fusion=False,
         tensor_model_parallel_size=tensor_model_parallel_size,
         pipeline_model_parallel_size=pipeline_model_parallel_size,
         virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
