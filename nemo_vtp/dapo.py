@@ -427,7 +427,7 @@ def train(cfg: RecipeConfig, state: RLState) -> dict:
         state.step += 1
         steps_this_run += 1
         metrics = {**rollout_metrics(stats, batch, seqs), **{f"loss/{k}": v for k, v in losses.items()},
-                   **refit_stats, "lr": current_lr(state.policy), "time/rollout_s": t1 - t0,
+                   **refit_stats, "lr": current_lr(state.policy), "time/rollout_s": t_sleep - t0,
                    "time/train_s": t2 - t1, "time/refit_s": t3 - t2, "time/step_s": t3 - t0,
                    "time/generate_s": stats["gen_seconds"], "time/score_s": stats["score_seconds"],
                    "time/sleep_s": t1 - t_sleep,
