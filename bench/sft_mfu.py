@@ -1,7 +1,13 @@
-"""SFT throughput and MFU of the Qwen2.5-VL-7B language model at reduced depth on one GPU.
+"""SFT throughput and MFU of the Qwen2.5-VL-7B language model: reduced depth on one GPU, or full depth
+over several GPUs of one node.
 
     PYTHONPATH=. python bench/sft_mfu.py [--layers 6] [--seq 4096] [--grad-accum 8] [--steps 6]
-        [--precision bf16|fp8-delayed|fp8-tensorwise] [--json out.jsonl]
+        [--precision bf16|fp8-delayed|fp8-tensorwise] [--set k=v ...] [--json out.jsonl]
+    PYTHONPATH=. torchrun --nproc-per-node 4 bench/sft_mfu.py --layers 28 \
+        --set parallel.tensor_model_parallel_size=2 --set parallel.sequence_parallel=true
+
+With several GPUs, each data-parallel rank runs `--grad-accum` micro-batches per step (tokens per step
+count all DP ranks) and MFU is per GPU: model FLOP/s / (GPUs x peak).
 
 The model is built by the training code itself (`build_policy`: TE layer spec, Megatron DDP, the
 distributed optimizer, bf16 params) from the 7B config with `--layers` decoder layers; the vision
@@ -38,7 +44,8 @@ PRECISIONS = {"bf16": [], "fp8-delayed": ["model.fp8=hybrid", "model.fp8_recipe=
 
 def report(name: str, **figures) -> dict:
     line = {"bench": name, **figures}
-    print(f"RESULT {json.dumps(line)}", flush=True)
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        print(f"RESULT {json.dumps(line)}", flush=True)
     return line
 
 
@@ -57,7 +64,8 @@ def synthetic_batches(n: int, micro_batch: int, seq: int, vocab: int, seed: int,
         positions = torch.arange(seq).expand(3, micro_batch, seq).contiguous()
         out.append({"input_ids": tokens[:, :-1].to(device), "position_ids": positions.to(device),
                     "labels": tokens[:, 1:].to(device), "loss_mask": torch.ones(micro_batch, seq, device=device),
-                    "pixel_values": None, "image_grid_thw": None})
+                    "pixel_values": None, "image_grid_thw": None, "attention_mask": None,
+                    "packed_seq_params": None})
     return out
 
 
@@ -86,6 +94,8 @@ def main(argv: list[str]) -> int:
     if not torch.cuda.is_available():
         print("bench/sft_mfu.py needs a CUDA GPU", file=sys.stderr)
         return 2
+    from megatron.core import parallel_state
+
     from nemo_vtp import sft
     from nemo_vtp.config import load_config
     from nemo_vtp.models.qwen25_vl.config import preset
@@ -107,12 +117,14 @@ def main(argv: list[str]) -> int:
     policy = build_policy(cfg, device, total_steps=args.warmup + args.steps)
     state = SimpleNamespace(policy=policy, device=device)
     batches = synthetic_batches(args.grad_accum * 2, args.micro_batch, args.seq, 32768, seed=0, device=device)
-    tokens_per_step = args.grad_accum * args.micro_batch * args.seq
+    world = torch.distributed.get_world_size()
+    dp = parallel_state.get_data_parallel_world_size()
+    tokens_per_step = args.grad_accum * args.micro_batch * args.seq * dp  # global, all DP ranks
     flops_per_token = decoder_flops_per_token(arch, args.seq)
     peak = device_peak_flops(device)
     lines = [report("device", device=torch.cuda.get_device_name(), date=time.strftime("%Y-%m-%d"),
                     torch=torch.__version__, precision=args.precision, layers=args.layers, seq=args.seq,
-                    overrides=args.set,
+                    overrides=args.set, gpus=world, tp=parallel_state.get_tensor_model_parallel_world_size(), dp=dp,
                     micro_batch=args.micro_batch, grad_accum=args.grad_accum,
                     params_b=round(sum(p.numel() for c in policy.chunks for p in c.parameters()
                                        if p.requires_grad) / 1e9, 3))]
@@ -140,10 +152,11 @@ def main(argv: list[str]) -> int:
         fwd_bwd_s=round(statistics.median(fwd_bwd), 4),
         optimizer_s=round(statistics.median(opt), 4), tokens_per_s=round(tokens_per_s),
         tflops_per_s=round(tokens_per_s * flops_per_token / 1e12, 1),
-        mfu=round(tokens_per_s * flops_per_token / peak, 4) if peak else None,
-        mfu_fwd_bwd=round(tokens_per_step / statistics.median(fwd_bwd) * flops_per_token / peak, 4) if peak else None,
+        mfu=round(tokens_per_s * flops_per_token / (world * peak), 4) if peak else None,
+        mfu_fwd_bwd=round(tokens_per_step / statistics.median(fwd_bwd) * flops_per_token / (world * peak), 4)
+        if peak else None,
         max_memory_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1), losses=losses))
-    if args.json:
+    if args.json and torch.distributed.get_rank() == 0:
         with open(args.json, "a", encoding="utf-8") as f:
             f.write("".join(json.dumps(x) + "\n" for x in lines))
     teardown()

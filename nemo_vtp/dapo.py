@@ -2,9 +2,11 @@
 
 One rollout step of `train()`:
   prompts -> engine.generate (G per prompt) -> rewards (worker pool) -> dynamic sampling (refill
-  until the batch has num_prompts groups with reward variance) -> group advantages -> old log-probs
+  until the batch has num_prompts groups with reward variance) -> engine.sleep (vLLM releases its KV
+  cache, and its weights at sleep level 2, for training) -> group advantages -> old log-probs
   (Megatron forward) -> mini-batch updates with the DAPO loss (token-mean over the global batch)
-  -> refit (Megatron weights -> engine) -> metrics / checkpoint / pre-emption check.
+  -> refit (wake the engine's weights, stream Megatron's into them, wake the KV cache)
+  -> metrics / checkpoint / pre-emption check.
 
 The torch engine runs on the first rank of each model-parallel (TP x PP) group; vLLM engines run on
 every rank (external launcher). The first rank's scored groups are broadcast to the other ranks of
@@ -101,7 +103,10 @@ def build_rollout_engine(cfg: RecipeConfig, policy: Policy, device: torch.device
 
         folder = write_hf_side(Path(cfg.run.output_dir) / "engine_model", policy.arch, torch.bfloat16,
                                files_from=policy.tokenizer.name_or_path)
-        return build_engine(cfg.generation, str(folder), device="cuda", seed=cfg.run.seed)
+        # The folder holds no weights: the engine starts with random ones and the refit in `setup` fills it.
+        generation = cfg.generation.model_copy(
+            update={"vllm": cfg.generation.vllm.model_copy(update={"load_format": "dummy"})})
+        return build_engine(generation, str(folder), device="cuda", seed=cfg.run.seed)
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from nemo_vtp.generation.torch_engine import TorchEngine
@@ -122,8 +127,14 @@ def refit_engine(cfg: RecipeConfig, state: RLState) -> dict[str, float]:
         for _ in weights:  # take part in the collectives of the export
             pass
         return {"refit/seconds": time.perf_counter() - start}
+    if torch.cuda.is_available():  # hand training's cached blocks back before the engine maps its memory again
+        torch.cuda.empty_cache()
+    state.engine.wake(["weights"])  # the KV cache stays released while the weights stream in
+    woken = time.perf_counter()
     stats = refit(state.engine, weights, bucket_bytes=cfg.generation.refit_bucket_mb * 2**20)
-    return stats.metrics()
+    done = time.perf_counter()
+    state.engine.wake(["kv_cache"])
+    return {**stats.metrics(), "refit/wake_s": (woken - start) + (time.perf_counter() - done)}
 
 
 def setup(cfg: RecipeConfig) -> RLState:
@@ -203,6 +214,7 @@ def generate_and_score(cfg: RecipeConfig, state: RLState, rl_prompts: list,
         flat = [(p, r) for p, rollouts in zip(rl_prompts, outputs) for r in rollouts]
         scores = score_batch([r.text for _, r in flat], [p.sample for p, _ in flat], cfg.rewards, step=state.step,
                              num_tokens=[len(r.token_ids) for _, r in flat])
+        score_seconds = time.perf_counter() - start - gen_seconds
         groups, g = [], cfg.rl.group_size
         for i, prompt in enumerate(rl_prompts):
             rollouts, group_scores = outputs[i], scores[i * g:(i + 1) * g]
@@ -211,7 +223,8 @@ def generate_and_score(cfg: RecipeConfig, state: RLState, rl_prompts: list,
             groups.append(ScoredGroup(prompt.sample.get("id", i), [s["total"] for s in group_scores],
                                       [s["acc"] for s in group_scores], payload))
         tokens = sum(len(r.token_ids) for _, r in flat)
-        result = (groups, {"scores": scores, "gen_seconds": gen_seconds, "gen_tokens": tokens})
+        result = (groups, {"scores": scores, "gen_seconds": gen_seconds, "score_seconds": score_seconds,
+                           "gen_tokens": tokens})
     groups, stats = _broadcast_in_model_parallel_group(result)
     for group in groups:  # every rank built the same prompts; keep them beside the rollouts
         group.payload["prompt"] = rl_prompts[group.payload["prompt_index"]]
@@ -220,7 +233,7 @@ def generate_and_score(cfg: RecipeConfig, state: RLState, rl_prompts: list,
 
 def collect_batch(cfg: RecipeConfig, state: RLState):
     """Generation rounds until dynamic sampling has the step's groups. Returns (batch, stats)."""
-    all_scores, gen_seconds, gen_tokens, round_index = [], 0.0, 0, 0
+    all_scores, gen_seconds, score_seconds, gen_tokens, round_index = [], 0.0, 0.0, 0, 0
     while state.dynamic.need_more():
         (indices,) = state.prompt_sampler.micro_batches(state.consumed_prompts)
         state.consumed_prompts += state.prompt_sampler.global_batch_size
@@ -231,11 +244,13 @@ def collect_batch(cfg: RecipeConfig, state: RLState):
         state.dynamic.add(groups)
         all_scores += stats["scores"]
         gen_seconds += stats["gen_seconds"]
+        score_seconds += stats["score_seconds"]
         gen_tokens += stats["gen_tokens"]
     batch = state.dynamic.take()
     if batch.message:
         logger.warning("rollout step %d: %s", state.step, batch.message)
-    return batch, {"scores": all_scores, "gen_seconds": gen_seconds, "gen_tokens": gen_tokens}
+    return batch, {"scores": all_scores, "gen_seconds": gen_seconds, "score_seconds": score_seconds,
+                   "gen_tokens": gen_tokens}
 
 
 def build_sequences(cfg: RecipeConfig, batch) -> list[TrainSequence]:
@@ -335,6 +350,7 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
         return _to_device(micro_batch_inputs(chunk, ids["pad_token_id"], ids["image_token_id"], ids["video_token_id"]),
                           state.device)
 
+    t_start = time.perf_counter()
     micro = [make(seqs[i:i + rl.micro_batch_size]) for i in range(0, len(seqs), rl.micro_batch_size)]
     with torch.no_grad():
         outputs = _run(cfg, state, micro, _old_logprob_loss, forward_only=True)
@@ -342,6 +358,7 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
     for batch, out in zip(micro, outputs if last_stage else [{}] * len(micro)):
         batch["old_logprobs"] = out.get("logprobs")
     per_update = rl.mini_batch_size // state.dp_size // rl.micro_batch_size
+    old_logprob_seconds = time.perf_counter() - t_start
     totals: dict[str, float] = {}
     tokens = 0.0
     for _ in range(rl.ppo_epochs):
@@ -359,7 +376,9 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
     if dist.is_initialized():
         dist.all_reduce(global_tokens, group=parallel_state.get_data_parallel_group())
     n = max(float(global_tokens), 1.0)
-    return {k: (v if k in MAX_METRICS or k == "grad_norm" else v / n) for k, v in totals.items()}
+    out = {k: (v if k in MAX_METRICS or k == "grad_norm" else v / n) for k, v in totals.items()}
+    out["old_logprob_s"], out["update_s"] = old_logprob_seconds, time.perf_counter() - t_start - old_logprob_seconds
+    return out
 
 
 def rollout_metrics(stats: dict, batch, seqs: list[TrainSequence]) -> dict[str, float]:
@@ -395,17 +414,24 @@ def train(cfg: RecipeConfig, state: RLState) -> dict:
     while state.step < state.total_steps:
         t0 = time.perf_counter()
         batch, stats = collect_batch(cfg, state)
+        t_sleep = time.perf_counter()
+        if state.engine is not None:  # colocated: give the engine's memory to training until the refit
+            state.engine.sleep()
         t1 = time.perf_counter()
         seqs = build_sequences(cfg, batch)
         losses = update_policy(cfg, state, seqs) if seqs else {}
+        train_phases = {f"time/{k}": losses.pop(k) for k in ("old_logprob_s", "update_s") if k in losses}
         t2 = time.perf_counter()
         refit_stats = refit_engine(cfg, state)
         t3 = time.perf_counter()
         state.step += 1
         steps_this_run += 1
         metrics = {**rollout_metrics(stats, batch, seqs), **{f"loss/{k}": v for k, v in losses.items()},
-                   **refit_stats, "lr": current_lr(state.policy), "time/rollout_s": t1 - t0,
-                   "time/train_s": t2 - t1, "time/refit_s": t3 - t2, "time/step_s": t3 - t0}
+                   **refit_stats, "lr": current_lr(state.policy), "time/rollout_s": t_sleep - t0,
+                   "time/train_s": t2 - t1, "time/refit_s": t3 - t2, "time/step_s": t3 - t0,
+                   "time/generate_s": stats["gen_seconds"], "time/score_s": stats["score_seconds"],
+                   "time/sleep_s": t1 - t_sleep,
+                   **train_phases}
         if state.step % cfg.logging.log_interval == 0:
             state.metrics.log(state.step, metrics, prefix="rl")
         state.metrics.advance(1, reward=metrics.get("reward/total", float("nan")))
@@ -416,7 +442,7 @@ def train(cfg: RecipeConfig, state: RLState) -> dict:
             logger.warning("stopping at rollout step %d (pre-emption signal or exit_after_steps); checkpoint saved",
                            state.step)
             return metrics
-    if state.last_saved_step != state.step:
+    if cfg.checkpoint.save_at_end and state.last_saved_step != state.step:
         save(cfg, state)
     return metrics
 

@@ -233,7 +233,8 @@ def train(cfg: RecipeConfig, state: SFTState) -> dict:
         elapsed = time.perf_counter() - start
         tokens = sum(b["input_ids"].numel() for b in batches) * state.sampler.dp_size
         metrics = {"loss": loss, "grad_norm": grad_norm, "lr": current_lr(policy), "update_skipped": not updated,
-                   "response_tokens": response_tokens, "micro_batches": len(batches), "tokens_per_s": tokens / elapsed, "step_time_s": elapsed,
+                   "response_tokens": response_tokens, "micro_batches": len(batches), "tokens_per_s": tokens / elapsed,
+                   "step_time_s": elapsed,
                    "mfu": mfu(tokens / elapsed, flops_per_token, world, peak), "epoch": state.consumed_samples /
                    len(state.train_set.samples)}
         if state.step % cfg.logging.log_interval == 0:
@@ -247,7 +248,7 @@ def train(cfg: RecipeConfig, state: SFTState) -> dict:
         if stop:
             logger.warning("stopping at step %d (pre-emption signal or exit_after_steps); checkpoint saved", state.step)
             return metrics
-    if state.last_saved_step != state.step:
+    if cfg.checkpoint.save_at_end and state.last_saved_step != state.step:
         save(cfg, state)
     evaluated_now = t.eval_interval and state.step % t.eval_interval == 0
     val = None if evaluated_now else evaluate(cfg, state)

@@ -167,7 +167,9 @@ def format_validation_error(err: ValidationError, schema: type[BaseModel], origi
             section = ".".join(loc[:-1]) or "top level"
             lines.append(f"{where}: unknown key {dotted!r} in {section}{hint} (valid: {', '.join(valid)})")
         else:
-            lines.append(f"{where}: {dotted}: {e['msg']} (got {e.get('input')!r})")
+            value = e.get("input")  # a whole section for the checks that relate several fields: not repeated
+            got = "" if isinstance(value, dict) else f" (got {value!r})"
+            lines.append(f"{where}: {dotted}: {e['msg']}{got}")
     return "invalid recipe:\n  " + "\n  ".join(lines)
 
 

@@ -14,7 +14,7 @@ class ModelConfig(Section):
     fp8: Literal["hybrid", "e4m3"] | None = None  # FP8 format; needs Transformer Engine
     fp8_recipe: Literal["delayed", "tensorwise", "blockwise"] = "delayed"  # FP8 scaling recipe
     recompute: Literal["none", "selective", "full"] = "none"  # activation recomputation
-    kernel_fusions: bool = False  # GPU with Transformer Engine only: fused SwiGLU and fused vocab cross-entropy
+    kernel_fusions: bool = False  # GPU with TE only: fused SwiGLU, vocab cross-entropy and rope; fused wgrad accumulation
     freeze_vision: bool = False  # freeze the vision tower (patch embed + blocks)
     freeze_merger: bool = False  # freeze the patch merger (vision -> LLM projector)
     freeze_llm: bool = False  # freeze the language model

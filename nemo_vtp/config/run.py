@@ -24,6 +24,7 @@ class LoggingConfig(Section):
 class CheckpointConfig(Section):
     save_dir: str | None = None  # default: <output_dir>/checkpoints
     save_interval: int = Field(0, ge=0)  # steps between saves; 0 saves only at the end
+    save_at_end: bool = True  # save when the run ends (false: benchmarks and dry runs that keep nothing)
     keep_last: int = Field(2, ge=1)  # number of most recent checkpoints kept on disk
     load: str | None = None  # checkpoint to start from (a step folder or a folder with `latest`)
     resume: bool = True  # resume automatically from <save_dir>/latest when it exists

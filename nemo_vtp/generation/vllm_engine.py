@@ -91,6 +91,7 @@ class VLLMEngine:
         self.sleep_level = v.sleep_level
         self.sleep_enabled = v.enable_sleep_mode
         self._weights_discarded = v.load_format == "dummy"  # random or discarded weights, until load_weights
+        self._asleep: set[str] = set()  # the parts ("weights", "kv_cache") released by `sleep`, not yet woken
 
     # ------------------------------------------------------------------ Engine protocol
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> list[list[Rollout]]:
@@ -124,15 +125,19 @@ class VLLMEngine:
         return counted.count
 
     def sleep(self) -> None:
-        if not self.sleep_enabled:
+        if not self.sleep_enabled or self._asleep:
             return
         self.reset_caches()
         self.llm.sleep(level=self.sleep_level)
+        self._asleep = {"weights", "kv_cache"}
         self._weights_discarded = self.sleep_level == 2
 
     def wake(self, tags: Sequence[str] | None = None) -> None:
-        if self.sleep_enabled:
-            self.llm.wake_up(tags=list(tags) if tags else None)
+        # Only what sleeps: vLLM's allocator would map an awake part a second time.
+        parts = sorted(set(tags or ("weights", "kv_cache")) & self._asleep)
+        if parts:
+            self.llm.wake_up(tags=parts)
+            self._asleep -= set(parts)
 
     def reset_caches(self) -> None:
         # Both are needed after a weight update: vLLM would otherwise reuse image embeddings and KV blocks

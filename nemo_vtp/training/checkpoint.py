@@ -79,8 +79,16 @@ def _ensure_optimizer_state(optimizer) -> None:
         if inner.optimizer is None or inner.init_state_fn is None:
             continue
         inner.init_state_fn(inner.optimizer, inner.config)
-        for state in inner.optimizer.state.values():
-            state.setdefault("step", torch.tensor(0.0))
+        if _steps_per_param(inner):
+            for state in inner.optimizer.state.values():
+                state.setdefault("step", torch.tensor(0.0))
+
+
+def _steps_per_param(optimizer) -> bool:
+    """torch's Adam keeps `step` in each parameter's state; the fused Adams (TE's, apex's) keep it in the
+    param group and refuse a per-parameter `step` (TE's FusedAdam.state_dict raises KeyError 'step')."""
+    inners = [o.optimizer for o in getattr(optimizer, "chained_optimizers", [optimizer])]
+    return any(isinstance(inner, torch.optim.Adam | torch.optim.AdamW) for inner in inners)
 
 
 def _default_adam_steps(state_dict) -> None:
@@ -201,7 +209,8 @@ class Checkpointer:
         for key, chunk in zip(model_state_keys(model_chunks), model_chunks):
             unwrap(chunk).load_state_dict(loaded[key], strict=True)
         if optimizer is not None:
-            _default_adam_steps(loaded["optimizer"])
+            if _steps_per_param(optimizer):
+                _default_adam_steps(loaded["optimizer"])
             optimizer.load_state_dict(loaded["optimizer"])
         rng_file = path / "rng" / f"rank_{_rank():05d}.pt"
         if world_layout is not None and trainer_state.get("world_layout") == world_layout and rng_file.is_file():

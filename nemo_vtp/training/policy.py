@@ -61,7 +61,7 @@ def build_policy(cfg: RecipeConfig, device: torch.device, total_steps: int, trai
     from nemo_vtp.data.processor import processor_from_config
     from nemo_vtp.data.tokenizer import load_tokenizer
     from nemo_vtp.models.qwen25_vl.layer_spec import resolve_transformer_impl
-    from nemo_vtp.models.qwen25_vl.model import build_model_chunks, transformer_config
+    from nemo_vtp.models.qwen25_vl.model import build_model_chunks, fuse_te_wgrad_accumulation, transformer_config
 
     tokenizer = load_tokenizer(cfg.model.tokenizer)
     arch = build_arch(cfg, tokenizer)
@@ -76,13 +76,16 @@ def build_policy(cfg: RecipeConfig, device: torch.device, total_steps: int, trai
         virtual_pipeline_model_parallel_size=par.virtual_pipeline_model_parallel_size,
         sequence_parallel=par.sequence_parallel, context_parallel_size=par.context_parallel_size,
         params_dtype=dtype, transformer_impl=impl, fp8=cfg.model.fp8,
-        fp8_recipe=cfg.model.fp8_recipe, recompute=cfg.model.recompute, kernel_fusions=cfg.model.kernel_fusions)
+        fp8_recipe=cfg.model.fp8_recipe, recompute=cfg.model.recompute, kernel_fusions=cfg.model.kernel_fusions,
+        packed_sequences=cfg.data.pack_sequences)
     config.calculate_per_token_loss = True  # loss = sum over response tokens / tokens in the global batch
     chunks = build_model_chunks(arch, config, impl, cfg.model.fp8, device=device)
     policy = Policy(arch, config, chunks, None, None, tokenizer, processor_from_config(cfg.data, tokenizer))
     if not trainable:
         return policy
     _freeze(chunks, cfg)
+    if config.bias_activation_fusion:  # kernel_fusions took effect (a GPU with the TE layer spec)
+        fuse_te_wgrad_accumulation(chunks)
     distributed_optimizer = par.use_distributed_optimizer and device.type == "cuda"
     ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
                                                use_distributed_optimizer=distributed_optimizer)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks and figures, after node.sh installed the stack. Run from the repository root.
-# Usage: session.sh A|B|C|D OUT_DIR
+# Usage: session.sh A..I OUT_DIR
 #   A: versions, TE spec vs local spec, FP8 SFT curves (make test-gpu subset), bench/sft_mfu.py bf16 / FP8
 #   B: vLLM tests (engine, Megatron refit, tiny RL end to end), bench/refit.py, bench/rollout.py
 # Every item has its own time limit; logs go to OUT_DIR (a few files), a summary table is printed last.
@@ -69,5 +69,24 @@ case $PART in
     item ckpt_local 60 $P /tmp/c3 model.transformer_impl=local
     item ckpt_steps12 80 $P /tmp/c4 training.train_steps=12
     item test_rl_vllm 200 $PT tests/gpu/test_rl_vllm.py ;;
+  G)  # fifth session (one H200): the bf16 fix for the optimizer checkpoint, the RL step by phase
+    versions
+    item test_rl_vllm 200 $PT tests/gpu/test_rl_vllm.py
+    item bench_rl_step 330 python3 bench/rl_step.py --layers 8 --prompts 16 --group 8 --max-tokens 512 --steps 4 ;;
+  H)  # fifth session (one H200): SFT MFU with rope fusion and TE weight-gradient accumulation fusion
+    F="--set model.kernel_fusions=true"
+    item sft_mfu_bf16_L8 110 $MFU --precision bf16 --layers 8
+    item sft_mfu_bf16_L8_fused 110 $MFU --precision bf16 --layers 8 $F
+    item sft_mfu_fp8d_L8_fused 120 $MFU --precision fp8-delayed --layers 8 $F
+    item sft_mfu_fp8t_L8_fused 120 $MFU --precision fp8-tensorwise --layers 8 $F ;;
+  I)  # two H200s: tensor parallelism 2 (SFT parity and resume, RL with vLLM TP=2)
+    versions
+    item test_tp2 420 $PT tests/gpu/test_tp2.py ;;
+  K)  # two H200s: the full-depth 7B language model at TP=2, bf16 and FP8, kernel fusions on
+    M2="torchrun --standalone --nproc-per-node 2 bench/sft_mfu.py --grad-accum 8 --steps 4 --warmup 2 --layers 28"
+    T2="--set parallel.tensor_model_parallel_size=2 --set model.kernel_fusions=true"
+    item sft_mfu_L28_tp2_bf16 180 $M2 --precision bf16 $T2
+    item sft_mfu_L28_tp2_fp8d 180 $M2 --precision fp8-delayed $T2
+    item sft_mfu_L28_tp2_sp_bf16 180 $M2 --precision bf16 $T2 --set parallel.sequence_parallel=true ;;
 esac
 echo "----- summary $PART"; cat "$SUMMARY"; grep -h '^RESULT ' "$OUT/$PART.log" | cut -c1-400

@@ -25,10 +25,17 @@ def test_two_steps_train_and_keep_the_engine_in_sync(tmp_path, tiny_world, tiny_
     run("rl", TINY_RL, _args(tmp_path, tiny_world, tiny_sft, "rl.rollout_steps=2",
                              "rl.dynamic_sampling.enabled=false"))
     assert sorted(metrics(tmp_path, "rl/reward/total")) == [1, 2]
-    for key in ("rl/loss/pg_loss", "rl/loss/entropy", "rl/loss/grad_norm", "rl/refit/seconds", "rl/time/rollout_s"):
+    for key in ("rl/loss/pg_loss", "rl/loss/entropy", "rl/loss/grad_norm", "rl/refit/seconds", "rl/time/rollout_s",
+                "rl/time/generate_s", "rl/time/score_s", "rl/time/old_logprob_s", "rl/time/update_s"):
         values = metrics(tmp_path, key)
         assert sorted(values) == [1, 2] and all(math.isfinite(v) for v in values.values()), key
     assert all(v > 0 for v in metrics(tmp_path, "rl/loss/grad_norm").values())
+    t = {k: metrics(tmp_path, f"rl/time/{k}") for k in ("rollout_s", "generate_s", "score_s", "train_s",
+                                                         "old_logprob_s", "update_s", "step_s")}
+    for step in (1, 2):  # the phases add up inside their parents
+        assert t["generate_s"][step] + t["score_s"][step] <= t["rollout_s"][step] + 1e-3, t
+        assert t["old_logprob_s"][step] + t["update_s"][step] <= t["train_s"][step] + 1e-3, t
+        assert t["rollout_s"][step] + t["train_s"][step] <= t["step_s"][step] + 1e-3, t
     # The engine's rollout log-probs equal the trainer's: after the step-1 update the refit carried the new
     # weights into the engine, which generated step 2 (random weights would differ by ~1 nat).
     mismatch = metrics(tmp_path, "rl/loss/rollout_logprob_abs_diff")

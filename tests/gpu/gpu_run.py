@@ -13,15 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_child(args: list[str], timeout: float, env: dict[str, str] | None = None,
-              torchrun: bool = False) -> tuple[list[dict], str]:
-    """Run `python ARGS` (or `torchrun --nproc-per-node=1 ARGS`) from the repository root.
+              torchrun: bool = False, nproc: int = 1) -> tuple[list[dict], str]:
+    """Run `python ARGS` (or `torchrun --nproc-per-node=NPROC ARGS`) from the repository root.
 
     Returns (RESULT dicts, combined output). Raises AssertionError with the output tail on a non-zero exit.
     """
     full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                 "PYTHONUNBUFFERED": "1", **(env or {})}
     if torchrun:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1", *args]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
     else:
         cmd = [sys.executable, *args]
     # The child writes to a file, so that a child killed at its time limit still leaves its log behind.

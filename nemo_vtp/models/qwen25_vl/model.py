@@ -42,13 +42,16 @@ def transformer_config(arch: Qwen25VLArch, *, tensor_model_parallel_size: int = 
                        params_dtype: torch.dtype = torch.float32, transformer_impl: str = "local",
                        fp8: str | None = None, fp8_recipe: str = "delayed", recompute: str = "none",
                        use_cpu_initialization: bool | None = None, perform_initialization: bool = True,
-                       kernel_fusions: bool = False) -> TransformerConfig:
+                       kernel_fusions: bool = False, packed_sequences: bool = False) -> TransformerConfig:
     """Megatron `TransformerConfig` of the Qwen2.5-VL decoder.
 
     Fusions are off (they need CUDA kernels) unless `kernel_fusions` on a GPU with Transformer Engine:
-    then the SwiGLU of the MLP and the vocab-parallel cross-entropy use Megatron's fused versions. Rope
-    fusion stays off (TE's fused rope takes no per-sample mrope positions); gradient-accumulation fusion
-    stays off (the output layer would need apex's kernel).
+    then the SwiGLU of the MLP, the vocab-parallel cross-entropy and rope use fused kernels. TE's fused
+    rope takes one set of mrope positions per micro-batch (Megatron falls back to the unfused rope when
+    a micro-batch holds several samples); with `packed_sequences` (THD) it stays off, since the fused
+    THD kernel restarts positions at every sequence while mrope's 3-D positions come with the batch.
+    Gradient-accumulation fusion stays off in the config because the output layer would need apex's
+    kernel; `fuse_te_wgrad_accumulation` turns it on for TE layers.
     """
     arch.check_parallel(tensor_model_parallel_size, pipeline_model_parallel_size)
     on_gpu = torch.cuda.is_available()
@@ -62,7 +65,7 @@ def transformer_config(arch: Qwen25VLArch, *, tensor_model_parallel_size: int = 
         init_method_std=0.02, attention_softmax_in_fp32=True,
         bias_activation_fusion=fused, masked_softmax_fusion=False, bias_dropout_fusion=False,
         cross_entropy_loss_fusion=fused, cross_entropy_fusion_impl="native",
-        apply_rope_fusion=False, persist_layer_norm=False, gradient_accumulation_fusion=False,
+        apply_rope_fusion=fused and not packed_sequences, persist_layer_norm=False, gradient_accumulation_fusion=False,
         tensor_model_parallel_size=tensor_model_parallel_size,
         pipeline_model_parallel_size=pipeline_model_parallel_size,
         virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
@@ -148,9 +151,14 @@ def _sync_over_tensor_parallel(module: torch.nn.Module) -> None:
         return
     src = parallel_state.get_tensor_model_parallel_src_rank()
     group = parallel_state.get_tensor_model_parallel_group()
+    # The tower is built on the CPU; NCCL broadcasts only device tensors (gloo takes CPU ones).
+    nccl = torch.distributed.get_backend(group) == "nccl"
     with torch.no_grad():
         for tensor in module.parameters():
-            torch.distributed.broadcast(tensor.data, src, group=group)
+            buffer = tensor.data.cuda() if nccl and not tensor.is_cuda else tensor.data
+            torch.distributed.broadcast(buffer, src, group=group)
+            if buffer is not tensor.data:
+                tensor.data.copy_(buffer)
 
 
 def vision_params(model_chunks) -> list[torch.nn.Parameter]:
@@ -184,6 +192,19 @@ def allreduce_vision_grads(model_chunks) -> None:
         grad.copy_(synced)
 
 
+def fuse_te_wgrad_accumulation(chunks) -> int:
+    """Let Transformer Engine's GEMMs accumulate weight gradients straight into Megatron DDP's fp32
+    `main_grad` (no bf16 `.grad` written and then added). Only for TE modules: Megatron's own output
+    layer needs apex for that. Call before wrapping the chunks in DDP. Returns the modules switched."""
+    switched = 0
+    for chunk in chunks:
+        for module in chunk.modules():
+            if hasattr(module, "fuse_wgrad_accumulation"):  # TE's modules and Megatron's TE wrappers
+                module.fuse_wgrad_accumulation = True
+                switched += 1
+    return switched
+
+
 def build_model_chunks(arch: Qwen25VLArch, config: TransformerConfig, transformer_impl: str = "auto",
                        fp8: str | None = None, parallel_output: bool = True,
                        device: torch.device | None = None) -> list[Qwen25VLModel]:
@@ -202,6 +223,13 @@ def build_model_chunks(arch: Qwen25VLArch, config: TransformerConfig, transforme
             post_process=parallel_state.is_pipeline_last_stage(ignore_virtual=vp_size is None, vp_stage=stage),
             parallel_output=parallel_output, vp_stage=stage,
         ))
+    for chunk in chunks:
+        # The local spec's torch norms ignore params_dtype and stay float32. Megatron's mixed-precision
+        # optimizers index their state by the bf16 parameters only, so one float32 parameter among them
+        # shifts every later state onto the wrong tensor when the checkpoint is written.
+        for param in chunk.parameters():
+            if param.is_floating_point() and param.dtype != config.params_dtype:
+                param.data = param.data.to(config.params_dtype)
     if device is None:
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     return [chunk.to(device) for chunk in chunks]
