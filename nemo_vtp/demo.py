@@ -99,17 +99,25 @@ def write_report(out: Path, seconds: dict[str, float], evals: dict[str, dict]) -
         _plot(rl_rows, ["rl/reward/acc", "rl/reward/fmt"], "Stage II DAPO: accuracy and format",
               out / "rl_accuracy.png"),
     ]
-    train_sft = [r for r in sft_rows if r.get("train/loss") is not None]
-    rewards = [r for r in rl_rows if r.get("rl/reward/total") is not None]
+    def by_step(rows, key):  # one row per step: a resumed run logs the steps after its checkpoint again
+        return [r for _, r in sorted({r["step"]: r for r in rows if r.get(key) is not None}.items())]
+
+    train_sft = by_step(sft_rows, "train/loss")
+    rewards = by_step(rl_rows, "rl/reward/total")
     head, tail = rewards[: max(1, len(rewards) // 4)], rewards[-max(1, len(rewards) // 4):]
 
     def mean(rows, key):
         return sum(r[key] for r in rows) / len(rows)
 
+    def step_seconds(rows, key):  # over every invocation (a resumed run's rows included)
+        return sum(r[key] for r in by_step(rows, key))
+
     lines = ["# nemo_vtp demo report", "",
-             f"Stage I SFT: {len(train_sft)} steps in {seconds.get('sft', float('nan')):.0f} s, loss "
+             f"Stage I SFT: {len(train_sft)} steps, {step_seconds(sft_rows, 'train/step_time_s'):.0f} s of training "
+             f"steps ({seconds.get('sft', float('nan')):.0f} s wall in this invocation), loss "
              f"{train_sft[0]['train/loss']:.3f} -> {train_sft[-1]['train/loss']:.3f}.",
-             f"Stage II DAPO: {len(rewards)} rollout steps in {seconds.get('rl', float('nan')):.0f} s.", "",
+             f"Stage II DAPO: {len(rewards)} rollout steps, {step_seconds(rl_rows, 'rl/time/step_s'):.0f} s of "
+             f"rollout steps ({seconds.get('rl', float('nan')):.0f} s wall in this invocation).", "",
              "## Rollout rewards, first vs last quarter of the RL steps", "",
              "| term | first quarter | last quarter |", "|---|---|---|"]
     lines += [f"| {t} | {mean(head, f'rl/reward/{t}'):.3f} | {mean(tail, f'rl/reward/{t}'):.3f} |" for t in terms]

@@ -11,8 +11,10 @@ TERMS = ("acc", "fmt", "vkey", "tkey", "cons", "rep", "overlong", "total")
 def _write_run(out):
     (out / "sft").mkdir(parents=True)
     (out / "rl").mkdir()
-    sft = [{"step": s, "train/loss": 6.0 / s} for s in range(1, 5)]
-    rl = [{"step": s, **{f"rl/reward/{t}": 0.1 * s for t in TERMS}} for s in range(1, 9)]  # quarters: steps 1-2, 7-8
+    sft = [{"step": s, "train/loss": 6.0 / s, "train/step_time_s": 1.5} for s in range(1, 5)]
+    sft.append({"step": 4, "train/loss": 1.5, "train/step_time_s": 2.5})  # step 4 again, after a resume
+    rl = [{"step": s, "rl/time/step_s": 2.0, **{f"rl/reward/{t}": 0.1 * s for t in TERMS}}
+          for s in range(1, 9)]  # quarters: steps 1-2, 7-8
     for stage, rows in (("sft", sft), ("rl", rl)):
         (out / stage / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for stage, accs in (("sft", (0.25, 0.5)), ("rl", (0.75, 1.0))):
@@ -27,6 +29,9 @@ def test_report_states_reward_quarters_and_accuracy_per_category(tmp_path):
     evals = {"sft": {"n": 4, "accuracy": 0.375}, "rl": {"n": 4, "accuracy": 0.875}}
     report = write_report(tmp_path, {"sft": 10.0, "rl": 20.0}, evals).read_text()
     assert "| acc | 0.150 | 0.750 |" in report  # mean of steps 1-2 and of steps 7-8
+    # training time over every invocation, the last record of a repeated step: 3 x 1.5 + 2.5; 8 x 2.0
+    assert "Stage I SFT: 4 steps, 7 s of training steps (10 s wall in this invocation)" in report
+    assert "Stage II DAPO: 8 rollout steps, 16 s of rollout steps (20 s wall in this invocation)" in report
     assert "| sft | 4 | 0.375 |" in report and "| rl | 4 | 0.875 |" in report
     assert "| family | shapes | 4 | 0.375 | 0.875 |" in report
     assert "| qtype | count | 2 | 0.250 | 0.750 |" in report and "| qtype | total | 2 | 0.500 | 1.000 |" in report
