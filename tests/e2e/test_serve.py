@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -128,8 +129,11 @@ def test_bad_json_and_unknown_route(base_url):
 
 def test_cli_serves_until_stopped(model_dir):
     """`nemo-vtp serve` as a user starts it: prints its address, answers, stops on interrupt."""
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT: give the server
+    # the terminal's default, so that the test also holds when the suite itself runs in the background.
     proc = subprocess.Popen([sys.executable, "-m", "nemo_vtp.cli", "serve", "--model", str(model_dir), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         assert "serving tiny-qwen25vl on http://127.0.0.1:" in line, line
