@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,3 +57,13 @@ def metrics(run_dir: Path, key: str) -> dict[int, float]:
         if row.get(key) is not None:
             out[row["step"]] = row[key]
     return out
+
+
+def start_serve_process(model_dir) -> subprocess.Popen:
+    """`nemo-vtp serve --model MODEL_DIR --port 0` as a user starts it; its first stdout line names the address.
+
+    A shell starts background jobs with SIGINT ignored and Python keeps an ignored SIGINT: the server gets
+    the terminal's default, so that Ctrl-C (SIGINT) stops it also when the suite runs in the background."""
+    return subprocess.Popen([sys.executable, "-m", "nemo_vtp.cli", "serve", "--model", str(model_dir), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -10,7 +10,6 @@
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +25,7 @@ from nemo_vtp.data.scripted_teacher import ScriptedTeacher
 from nemo_vtp.data.synth import WorldSpec, generate
 from nemo_vtp.data.teachers import LocalTeacher, build_teacher
 from nemo_vtp.data.tokenizer import load_tokenizer
+from tests.e2e.stages import start_serve_process
 from tests.tiny_qwen25vl import write_tiny_folder
 
 FAST = ["requests.backoff_s=0.01", "requests.max_retries=1", "requests.timeout_s=60"]
@@ -51,8 +51,7 @@ def model_dir(tmp_path_factory):
 
 
 def start_serve(model_dir) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "nemo_vtp.cli", "serve", "--model", str(model_dir), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = start_serve_process(model_dir)
     line = proc.stdout.readline()
     assert "serving" in line, line
     return proc, line.split(" on ")[1].split("/v1")[0]

@@ -3,9 +3,6 @@
 import base64
 import io
 import json
-import signal
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -14,6 +11,7 @@ import pytest
 
 from nemo_vtp.data.tokenizer import load_tokenizer
 from nemo_vtp.generation.server import load_context, make_server
+from tests.e2e.stages import start_serve_process
 from tests.tiny_qwen25vl import make_image, write_tiny_folder
 
 
@@ -129,11 +127,7 @@ def test_bad_json_and_unknown_route(base_url):
 
 def test_cli_serves_until_stopped(model_dir):
     """`nemo-vtp serve` as a user starts it: prints its address, answers, stops on interrupt."""
-    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT: give the server
-    # the terminal's default, so that the test also holds when the suite itself runs in the background.
-    proc = subprocess.Popen([sys.executable, "-m", "nemo_vtp.cli", "serve", "--model", str(model_dir), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = start_serve_process(model_dir)
     try:
         line = proc.stdout.readline()
         assert "serving tiny-qwen25vl on http://127.0.0.1:" in line, line
