@@ -5,12 +5,12 @@ The model is the tiny recipe's with head dims of 32 (vLLM's attention kernels ta
 through `model.hf_config`; the token ids come from the synthetic world's tokenizer."""
 
 import importlib.util
-import json
 import math
 
 import pytest
 
 from tests.gpu.gpu_run import ROOT, metrics, run_child
+from tests.gpu.workers.common import SMALL_VLLM, write_small_hf_config
 
 pytestmark = [
     pytest.mark.gpu,
@@ -22,19 +22,10 @@ COMMON = ["run.device=cuda", "model.params_dtype=bfloat16", "logging.tensorboard
           "logging.progress_bar=false", "checkpoint.save_interval=0"]
 
 
-def _hf_config(path):
-    from nemo_vtp.data.tokenizer import load_tokenizer, special_token_ids
-    from tests.gpu.workers.common import small_arch
-
-    arch = small_arch(hidden=128, layers=2, vision_hidden=64, **special_token_ids(load_tokenizer(None)))
-    path.write_text(json.dumps(arch.to_hf_dict()))
-    return path
-
-
 def test_tiny_rl_with_vllm_runs_end_to_end(tmp_path):
     from tests.gpu.workers.common import report
 
-    hf = _hf_config(tmp_path / "config.json")
+    hf = write_small_hf_config(tmp_path / "config.json")
     sft = tmp_path / "sft"
     run_child(["-m", "nemo_vtp.cli", "sft", str(ROOT / "recipes/tiny/sft.yaml"), f"run.output_dir={sft}",
                f"model.hf_config={hf}", "data.synth.num=200", "training.train_steps=5",
@@ -43,9 +34,8 @@ def test_tiny_rl_with_vllm_runs_end_to_end(tmp_path):
     rl = tmp_path / "rl"
     run_child(["-m", "nemo_vtp.cli", "rl", str(ROOT / "recipes/tiny/rl.yaml"), f"run.output_dir={rl}",
                f"model.hf_config={hf}", f"data.train_path={sft}/data/train.jsonl", f"checkpoint.load={ckpt}",
-               "rl.rollout_steps=2", "generation.engine=vllm", "generation.vllm.gpu_memory_utilization=0.3",
-               "generation.vllm.enforce_eager=true", "generation.vllm.max_model_len=1024",
-               "generation.vllm.distributed_executor_backend=uni", *COMMON], timeout=300)
+               "rl.rollout_steps=2", *SMALL_VLLM, "generation.vllm.distributed_executor_backend=uni", *COMMON],
+              timeout=300)
     rows = metrics(rl / "metrics.jsonl", prefix="rl")
     keys = ("rl/time/rollout_s", "rl/time/train_s", "rl/time/refit_s", "rl/refit/seconds", "rl/refit/tensors")
     for row in rows:

@@ -9,13 +9,13 @@
 """
 
 import importlib.util
-import json
 import math
 
 import pytest
 import torch
 
 from tests.gpu.gpu_run import ROOT, metrics, run_child
+from tests.gpu.workers.common import SMALL_VLLM, write_small_hf_config
 
 pytestmark = [
     pytest.mark.gpu,
@@ -23,15 +23,6 @@ pytestmark = [
 ]
 COMMON = ["run.device=cuda", "logging.tensorboard=false", "logging.progress_bar=false", "data.synth.num=200",
           "training.eval_interval=0", "training.eval_batches=1"]
-
-
-def _hf_config(path):
-    from nemo_vtp.data.tokenizer import load_tokenizer, special_token_ids
-    from tests.gpu.workers.common import small_arch
-
-    arch = small_arch(hidden=128, layers=2, vision_hidden=64, **special_token_ids(load_tokenizer(None)))
-    path.write_text(json.dumps(arch.to_hf_dict()))
-    return path
 
 
 def _sft(out, hf, tp: int, steps: int, *extra):
@@ -44,7 +35,7 @@ def _sft(out, hf, tp: int, steps: int, *extra):
 def test_sft_tp2_matches_tp1_and_resumes(tmp_path):
     from tests.gpu.workers.common import report
 
-    hf = _hf_config(tmp_path / "config.json")
+    hf = write_small_hf_config(tmp_path / "config.json")
     _sft(tmp_path / "init", hf, 1, 1, "model.params_dtype=float32")
     fp32 = ["model.params_dtype=float32", f"checkpoint.load={tmp_path / 'init' / 'checkpoints' / 'step_0000001'}"]
     tp1 = _sft(tmp_path / "tp1", hf, 1, 2, *fp32)
@@ -61,7 +52,7 @@ def test_sft_tp2_matches_tp1_and_resumes(tmp_path):
 def test_rl_with_vllm_tp2_runs_and_stays_in_sync(tmp_path):
     from tests.gpu.workers.common import report
 
-    hf = _hf_config(tmp_path / "config.json")
+    hf = write_small_hf_config(tmp_path / "config.json")
     sft = tmp_path / "sft"
     _sft(sft, hf, 2, 3, "model.params_dtype=bfloat16")
     ckpt = sorted((sft / "checkpoints").glob("step_*"))[-1]
@@ -69,9 +60,7 @@ def test_rl_with_vllm_tp2_runs_and_stays_in_sync(tmp_path):
     run_child(["-m", "nemo_vtp.cli", "rl", str(ROOT / "recipes/tiny/rl.yaml"), f"run.output_dir={rl}",
                f"model.hf_config={hf}", f"data.train_path={sft}/data/train.jsonl", f"checkpoint.load={ckpt}",
                "parallel.tensor_model_parallel_size=2", "model.params_dtype=bfloat16", "rl.rollout_steps=2",
-               "rl.dynamic_sampling.enabled=false", "generation.engine=vllm",
-               "generation.vllm.tensor_parallel_size=2", "generation.vllm.gpu_memory_utilization=0.3",
-               "generation.vllm.enforce_eager=true", "generation.vllm.max_model_len=1024",
+               "rl.dynamic_sampling.enabled=false", *SMALL_VLLM, "generation.vllm.tensor_parallel_size=2",
                "generation.vllm.sleep_level=2", "run.device=cuda", "logging.tensorboard=false",
                "logging.progress_bar=false", "checkpoint.save_interval=0"],
               timeout=400, torchrun=True, nproc=2)

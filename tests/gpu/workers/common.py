@@ -49,6 +49,21 @@ def small_arch(hidden: int = 256, layers: int = 4, heads: int = 4, vision_hidden
                           "out_hidden_size": hidden}, **ids)
 
 
+def write_small_hf_config(path):
+    """config.json of a small Qwen2.5-VL that vLLM serves (head dims of 32) with the synthetic world's token
+    ids: what the GPU runs of `nemo-vtp sft`/`rl` pass as `model.hf_config`. Returns `path`."""
+    from nemo_vtp.data.tokenizer import load_tokenizer, special_token_ids
+
+    arch = small_arch(hidden=128, layers=2, vision_hidden=64, **special_token_ids(load_tokenizer(None)))
+    path.write_text(json.dumps(arch.to_hf_dict()))
+    return path
+
+
+# `nemo-vtp rl` overrides of the GPU tests: vLLM rollouts of the small model, eager, beside training.
+SMALL_VLLM = ["generation.engine=vllm", "generation.vllm.gpu_memory_utilization=0.3",
+              "generation.vllm.enforce_eager=true", "generation.vllm.max_model_len=1024"]
+
+
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     """||x - ref|| / ||ref|| in float64."""
     x, ref = x.double(), ref.double()
