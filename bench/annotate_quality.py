@@ -28,7 +28,7 @@ from pathlib import Path
 from nemo_vtp.config.data_engine import DataEngineConfig
 from nemo_vtp.data.annotate import Annotator
 from nemo_vtp.data.io import read_samples
-from nemo_vtp.data.runner import ShardFiles, run_samples
+from nemo_vtp.data.runner import ShardFiles, output_name, run_samples
 from nemo_vtp.data.scripted_teacher import Noise, ScriptedTeacher, serve
 from nemo_vtp.data.synth import WorldSpec, generate
 from nemo_vtp.data.teachers import build_teacher
@@ -60,7 +60,8 @@ def run_variant(name: str, overrides: dict, samples, in_path: Path, url: str, ou
                           max_concurrency=cfg.requests.max_concurrency)
     seconds = time.perf_counter() - start
     truth = {s.id: s.key_info for s in samples}
-    rows = [json.loads(line) for line in ShardFiles.of(out / name, (0, 1)).samples.read_text().splitlines()]
+    kept_file = ShardFiles.of(out / name, (0, 1), output_name(in_path)).samples
+    rows = [json.loads(line) for line in kept_file.read_text().splitlines()]
     v = precision_recall([(r["key_info"]["visual"], truth[r["id"]].visual) for r in rows])
     z = precision_recall([(r["key_info"]["textual"], truth[r["id"]].textual) for r in rows])
     return {"variant": name, "kept": summary.counts["kept"], "rows": len(samples), "v": v, "z": z,

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("nemo_vtp.data.commands.convert", "convert a public dataset file into our sample JSONL"),
     "tokenizer": ("nemo_vtp.data.commands.tokenizer", "build the tiny model's tokenizer folder (deterministic)"),
     "check": ("nemo_vtp.data.commands.check", "validate a sample JSONL file and print what would be skipped"),
+    "mix": ("nemo_vtp.data.commands.mix", "mix, subsample, deduplicate and split sources into train.jsonl/val.jsonl"),
     "annotate": ("nemo_vtp.data.commands.annotate", "teacher-driven key-information annotation of RL samples (V, Z)"),
     "clean-sft": ("nemo_vtp.data.commands.clean_sft", "teacher rewrite + s_f/s_c/s_a/s_m scoring of SFT samples"),
 }

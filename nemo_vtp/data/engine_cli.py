@@ -27,7 +27,8 @@ from nemo_vtp.data.teachers import Teacher, build_teacher
 
 def add_arguments(parser) -> None:
     parser.add_argument("--in", dest="in_path", required=True, help="sample JSONL file to process")
-    parser.add_argument("--out", required=True, help="output folder (samples, records and summary files)")
+    parser.add_argument("--out", required=True, help="output folder: NAME.jsonl (the kept samples, NAME = the input's "
+                        "file name, e.g. train), NAME.records.jsonl, NAME.summary.json")
     parser.add_argument("--shard", default="0/1", help="process rows i, i+n, i+2n, ... of the input (i/n)")
     parser.add_argument("--teacher", action="append", default=None,
                         help="teacher: http(s)://host:port of a chat-completions server or a local HF folder; "
@@ -79,9 +80,13 @@ def run_command(args, command: str, make_processor: Callable[[DataEngineConfig, 
     if args.limit is not None:
         samples = samples[:args.limit]
     process = make_processor(cfg, teachers, judge, Path(args.in_path).parent)
-    summary = run_samples(samples, process, command=command, input_path=args.in_path, out_dir=args.out, shard=shard,
-                          max_concurrency=cfg.requests.max_concurrency,
-                          max_consecutive_failures=cfg.requests.max_consecutive_failures,
-                          progress=not args.no_progress, read_summary=read_summary)
+    try:
+        summary = run_samples(samples, process, command=command, input_path=args.in_path, out_dir=args.out,
+                              shard=shard, max_concurrency=cfg.requests.max_concurrency,
+                              max_consecutive_failures=cfg.requests.max_consecutive_failures,
+                              progress=not args.no_progress, read_summary=read_summary)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(summary)
     return 1 if summary.counts["failed"] or summary.not_attempted else 0

@@ -1,9 +1,10 @@
 """The resumable, sharded sample loop shared by `data annotate` and `data clean-sft`.
 
-Output of shard i of n in the output folder (no shard suffix when n == 1):
-- `samples[-IIIII-of-NNNNN].jsonl`: the kept samples, image paths relative to that folder;
-- `records[...].jsonl`: one line per attempt `{"id", "status": kept|dropped|failed, "reason", "detail"}`;
-- `summary[...].json`: counts by status and reason, written at the end of every run.
+Output of shard i of n in the output folder, NAME being the input file's name without `.jsonl`
+(so `--in sft12k/train.jsonl` gives `train.jsonl`, the name the recipes read; no shard suffix when n == 1):
+- `NAME[-IIIII-of-NNNNN].jsonl`: the kept samples, image paths relative to that folder;
+- `NAME[...].records.jsonl`: one line per attempt `{"id", "status": kept|dropped|failed, "reason", "detail"}`;
+- `NAME[...].summary.json`: counts by status and reason, written at the end of every run.
 
 Resume: an id is finished when it is in the samples file or its last record is kept/dropped; a rerun
 skips finished ids and tries the rest (failed and never attempted) again, so nothing is written twice.
@@ -98,11 +99,16 @@ class ShardFiles:
     summary: Path
 
     @classmethod
-    def of(cls, out_dir: str | Path, shard: tuple[int, int]) -> ShardFiles:
+    def of(cls, out_dir: str | Path, shard: tuple[int, int], name: str) -> ShardFiles:
         i, n = shard
-        suffix = "" if n == 1 else f"-{i:05d}-of-{n:05d}"
-        out = Path(out_dir)
-        return cls(out / f"samples{suffix}.jsonl", out / f"records{suffix}.jsonl", out / f"summary{suffix}.json")
+        stem = Path(out_dir) / (name if n == 1 else f"{name}-{i:05d}-of-{n:05d}")
+        return cls(stem.with_name(f"{stem.name}.jsonl"), stem.with_name(f"{stem.name}.records.jsonl"),
+                   stem.with_name(f"{stem.name}.summary.json"))
+
+
+def output_name(input_path: str | Path) -> str:
+    """NAME of the output files: the input file's name without its `.jsonl`."""
+    return Path(input_path).name.removesuffix(".jsonl")
 
 
 def _repair_tail(path: Path) -> None:
@@ -180,7 +186,9 @@ def run_samples(samples: list[Sample], process: Callable[[Sample], Outcome], *, 
     # math-verify warns on every call that its alarm-based timeout is off outside the main thread (samples
     # run in worker threads here); R_acc's rule checks decide most answers before math-verify is reached.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    files = ShardFiles.of(out_dir, shard)
+    files = ShardFiles.of(out_dir, shard, output_name(input_path))
+    if files.samples.resolve() == Path(input_path).resolve():
+        raise ValueError(f"--out {out_dir} would overwrite the input {input_path}: choose another output folder")
     mine = [s for k, s in enumerate(samples) if k % shard[1] == shard[0]]
     summary = RunSummary(command, str(input_path), f"{shard[0]}/{shard[1]}", rows_in_shard=len(mine),
                          read_skipped=dict(read_summary.skipped) if read_summary else {})

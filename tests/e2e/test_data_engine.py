@@ -80,15 +80,15 @@ def _run(command, in_path, out, teacher, *extra) -> int:
 
 
 def _summary(out, shard=(0, 1)) -> dict:
-    return json.loads(ShardFiles.of(out, shard).summary.read_text())
+    return json.loads(ShardFiles.of(out, shard, "train").summary.read_text())
 
 
 def _records(out) -> list[dict]:
-    return [json.loads(line) for line in ShardFiles.of(out, (0, 1)).records.read_text().splitlines()]
+    return [json.loads(line) for line in ShardFiles.of(out, (0, 1), "train").records.read_text().splitlines()]
 
 
 def _kept_ids(out) -> list[str]:
-    path = ShardFiles.of(out, (0, 1)).samples
+    path = ShardFiles.of(out, (0, 1), "train").samples
     return [json.loads(line)["id"] for line in path.read_text().splitlines()] if path.is_file() else []
 
 

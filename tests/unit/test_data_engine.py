@@ -145,7 +145,7 @@ def test_runner_resumes_without_duplicates_and_retries_failures(tmp_path):
     calls.clear()
     second = run_samples(_samples(6), process, **kw)
     assert sorted(calls) == ["s1", "s3", "s4"] and second.already_done == 3
-    files = ShardFiles.of(tmp_path / "out", (0, 1))
+    files = ShardFiles.of(tmp_path / "out", (0, 1), "in")
     kept = [json.loads(line)["id"] for line in files.samples.read_text().splitlines()]
     assert sorted(kept) == ["s0", "s1", "s3", "s5"] and len(kept) == len(set(kept))
     assert json.loads(files.summary.read_text())["failed"] == 1  # s4 still raises
@@ -155,7 +155,7 @@ def test_runner_resumes_without_duplicates_and_retries_failures(tmp_path):
 
 
 def test_partial_last_line_is_repaired(tmp_path):
-    files = ShardFiles.of(tmp_path, (0, 1))
+    files = ShardFiles.of(tmp_path, (0, 1), "in")
     files.samples.write_text(json.dumps(_samples(1)[0].to_dict()) + "\n" + '{"id": "s1", "sour')
     files.records.write_text('{"id": "s0", "status": "kept"}\n{"id": "s2", "status": "dropped"}\n{"id": "s1"')
     assert finished_ids(files) == {"s0", "s2"}
@@ -167,7 +167,7 @@ def test_shards_partition_the_input(tmp_path):
     for i in range(3):
         run_samples(_samples(10), lambda s: (seen.append(s.id), Outcome("kept", sample=s))[1], command="t",
                     input_path=tmp_path / "in.jsonl", out_dir=tmp_path, shard=(i, 3), progress=False)
-        assert ShardFiles.of(tmp_path, (i, 3)).samples.name == f"samples-0000{i}-of-00003.jsonl"
+        assert ShardFiles.of(tmp_path, (i, 3), "in").samples.name == f"in-0000{i}-of-00003.jsonl"
     assert sorted(seen) == sorted(s.id for s in _samples(10))
     with pytest.raises(ValueError):
         parse_shard("3/3")
@@ -175,7 +175,7 @@ def test_shards_partition_the_input(tmp_path):
 
 def test_consecutive_failures_stop_the_run(tmp_path):
     summary = run_samples(_samples(20), lambda s: Outcome("failed", "chains: connection"), command="t",
-                          input_path=tmp_path / "in.jsonl", out_dir=tmp_path, progress=False,
+                          input_path=tmp_path / "in.jsonl", out_dir=tmp_path / "out", progress=False,
                           max_consecutive_failures=3, max_concurrency=1)
     # The run stops submitting at the third failure in a row; work already in flight (at most
     # 2 x max_concurrency) still finishes and is recorded.
@@ -187,7 +187,7 @@ def test_consecutive_failures_stop_the_run(tmp_path):
 def test_duplicate_ids_in_input_are_counted(tmp_path):
     s = _samples(2)
     summary = run_samples([*s, s[0]], lambda x: Outcome("kept", sample=x), command="t",
-                          input_path=tmp_path / "in.jsonl", out_dir=tmp_path, progress=False)
+                          input_path=tmp_path / "in.jsonl", out_dir=tmp_path / "out", progress=False)
     assert summary.counts["kept"] == 2 and summary.reasons["dropped: duplicate id in input"] == 1
 
 
