@@ -35,8 +35,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["nemo_vtp", "nemo_vtp.*"]),
-    package_data={"nemo_vtp": ["**/*.yaml", "**/*.txt", "**/*.json", "**/*.jinja"]},
+    # The checkout's recipes/ ships as nemo_vtp/recipes/ (nemo_vtp.recipe_files finds either).
+    packages=[*find_packages(include=["nemo_vtp", "nemo_vtp.*"]), "nemo_vtp.recipes"],
+    package_dir={"nemo_vtp.recipes": "recipes"},
+    package_data={"nemo_vtp": ["**/*.yaml", "**/*.txt", "**/*.json", "**/*.jinja"],
+                  "nemo_vtp.recipes": ["*.yaml", "*/*.yaml"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["nemo-vtp=nemo_vtp.cli:main"]},

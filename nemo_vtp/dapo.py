@@ -452,4 +452,4 @@ def _headline(metrics: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    return stage_main(argv, "nemo-vtp rl", "Stage II perception-aware DAPO", setup, train, _headline)
+    return stage_main(argv, "rl", setup, train, _headline)

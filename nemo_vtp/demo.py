@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
+from nemo_vtp.recipe_files import recipes_root
+
+RECIPES = recipes_root() / "tiny"
 
 
 def _final_checkpoint(run_dir: Path) -> Path:

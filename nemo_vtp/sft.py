@@ -262,4 +262,4 @@ def _headline(metrics: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    return stage_main(argv, "nemo-vtp sft", "Stage I perception SFT", setup, train, _headline)
+    return stage_main(argv, "sft", setup, train, _headline)

@@ -177,7 +177,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None, schema: ty
     """Load, merge, override, interpolate and validate a recipe. Returns the schema instance."""
     if schema is None:
         from nemo_vtp.config.schema import RecipeConfig as schema
-    data, origins = load_yaml_tree(path)
+    from nemo_vtp.recipe_files import find_recipe
+
+    data, origins = load_yaml_tree(find_recipe(path))
     data = apply_overrides(data, origins, list(overrides or []))
     # Schema defaults take part in interpolation (`${run.name}` works when only the schema sets it).
     data = _resolve_interpolations(_deep_merge(schema().model_dump(mode="json"), data))

@@ -153,10 +153,14 @@ def default_tokenizer_dir() -> Path:
 
 
 def load_tokenizer(path: str | Path | None = None):
-    """An HF fast tokenizer from `path` (an HF folder), or the tiny default when None."""
+    """An HF fast tokenizer from `path` (an HF folder, or a Hugging Face id in the local cache), or the tiny
+    default when None."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path or default_tokenizer_dir()))
+    from nemo_vtp.models.hub import resolve_model_dir
+
+    folder = resolve_model_dir(path, "model.tokenizer") if path else default_tokenizer_dir()
+    return AutoTokenizer.from_pretrained(str(folder))
 
 
 def special_token_ids(tokenizer) -> dict[str, int]:

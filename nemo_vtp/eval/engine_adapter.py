@@ -27,8 +27,9 @@ class EngineUnavailable(RuntimeError):
 def tokenizer_fallback(cfg) -> Path:
     """The tokenizer a model folder without one gets: `model.tokenizer`, else the tiny synthetic-world one."""
     from nemo_vtp.data.tokenizer import default_tokenizer_dir
+    from nemo_vtp.models.hub import resolve_model_dir
 
-    return Path(cfg.model.tokenizer) if cfg.model.tokenizer else default_tokenizer_dir()
+    return resolve_model_dir(cfg.model.tokenizer, "model.tokenizer") if cfg.model.tokenizer else default_tokenizer_dir()
 
 
 def resolve_eval_model(cfg, cache_root: Path, rank: int = 0, world_size: int = 1) -> ModelSource:

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemo_vtp.models.hub import resolve_model_dir
+
 logger = logging.getLogger("nemo_vtp.eval")
 
 LATEST = "latest"  # a save_dir's pointer to its newest step folder (the trainer's layout)
@@ -73,9 +75,7 @@ def resolve_model(model_path: str | Path | None, cache_root: Path, tokenizer_fal
     if not model_path:
         raise ValueError("eval.model_path is not set: name an HF folder or a Megatron checkpoint (a step folder "
                          "or a save_dir with `latest`), or score saved responses with eval.responses_file")
-    path = Path(model_path)
-    if not path.exists():
-        raise FileNotFoundError(f"eval.model_path={path}: no such folder")
+    path = resolve_model_dir(model_path, "eval.model_path")
     if is_hf_folder(path):
         return ModelSource(path, path, "hf")
     step = megatron_step(path)

@@ -6,23 +6,22 @@ does not divide) print one line and exit 2; a run that stopped early (pre-emptio
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 
 from nemo_vtp.config import ConfigError, load_config
 from nemo_vtp.parallel import teardown
 from nemo_vtp.training.logging import configure_logging, is_rank_zero
+from nemo_vtp.training.stage_args import STAGES, stage_parser
 
 
-def stage_main(argv: list[str], prog: str, description: str, setup: Callable, train: Callable,
+def stage_main(argv: list[str], stage: str, setup: Callable, train: Callable,
                headline: Callable[[dict], str]) -> int:
-    """`setup(cfg) -> state` (with .step, .total_steps, .metrics, .preemption); `train(cfg, state) -> metrics`;
-    `headline(metrics)` is the closing line's figure, e.g. "loss 0.41"."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("recipe")
-    parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. optimizer.lr=2e-5")
-    args = parser.parse_args(argv)
+    """`stage`: "sft" or "rl" (nemo_vtp.training.stage_args); `setup(cfg) -> state` (with .step, .total_steps,
+    .metrics, .preemption); `train(cfg, state) -> metrics`; `headline(metrics)` is the closing line's figure,
+    e.g. "loss 0.41"."""
+    args = stage_parser(stage).parse_args(argv)
+    prog = STAGES[stage][0]
     configure_logging()
     try:
         cfg = load_config(args.recipe, args.overrides)

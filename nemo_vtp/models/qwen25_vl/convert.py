@@ -12,7 +12,6 @@ process starts. The Megatron checkpoint is TP/PP-agnostic: --tp/--pp only choose
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -22,45 +21,24 @@ from pathlib import Path
 
 import torch
 
+from nemo_vtp.models.hub import resolve_model_dir
 from nemo_vtp.models.qwen25_vl.config import Qwen25VLArch, from_hf_config
+from nemo_vtp.models.qwen25_vl.convert_args import DTYPE_NAMES, parser
 from nemo_vtp.models.qwen25_vl.hf_io import SafetensorsReader
 from nemo_vtp.models.qwen25_vl.weight_map import canonical_hf_name, check_hf_tensors
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        if getattr(args, "hf_dir", None) is not None:
+            args.hf_dir = resolve_model_dir(args.hf_dir, "--hf-dir")
+        return int(globals()[args.func](args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nemo-vtp convert", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("hf-to-megatron", help="HF folder -> Megatron distributed checkpoint")
-    a.add_argument("--hf-dir", required=True, type=Path)
-    a.add_argument("--out", required=True, type=Path)
-    a.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="auto: the HF weights' dtype")
-    a.set_defaults(func=hf_to_megatron)
-    b = sub.add_parser("megatron-to-hf", help="Megatron distributed checkpoint -> HF folder (safetensors)")
-    b.add_argument("--ckpt", required=True, type=Path)
-    b.add_argument("--out", required=True, type=Path)
-    b.add_argument("--hf-config", type=Path, help="HF config.json when the checkpoint has no hf/config.json")
-    b.add_argument("--max-shard-gb", type=float, default=4.0, help="safetensors shard size, GiB")
-    b.set_defaults(func=megatron_to_hf)
-    for p in (a, b):
-        p.add_argument("--tp", type=int, default=1, help="tensor-parallel processes sharing the work")
-        p.add_argument("--pp", type=int, default=1, help="pipeline-parallel processes sharing the work")
-    c = sub.add_parser("verify", help="max |logit difference| between the HF folder and the checkpoint")
-    c.add_argument("--hf-dir", required=True, type=Path)
-    c.add_argument("--ckpt", required=True, type=Path)
-    c.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted max |diff| (float32 logits)")
-    c.set_defaults(func=verify)
-    return parser
 
 
 # --- hf-to-megatron --------------------------------------------------------------------------------
