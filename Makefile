@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.nemo_vtp-installed
 
 setup: $(STAMP)
 
-$(STAMP): setup.py scripts/setup_env.sh
+$(STAMP): setup.py scripts/setup_env.sh constraints.txt
 	bash scripts/setup_env.sh $(VENV)
 	touch $(STAMP)
 

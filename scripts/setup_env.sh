@@ -24,5 +24,6 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
         "${pip[@]}" torch==2.13.0
     fi
 fi
-"${pip[@]}" -e ".[dev]"
+# constraints.txt: the versions CI ran, so a fresh install gets the same transformers, megatron-core, ...
+"${pip[@]}" -c constraints.txt -e ".[dev]"
 echo "[setup] done: $("$venv/bin/python" -c 'import torch, megatron.core, transformers; print("torch", torch.__version__, "| megatron-core", megatron.core.__version__, "| transformers", transformers.__version__)')"

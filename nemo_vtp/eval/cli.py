@@ -18,7 +18,8 @@ from nemo_vtp.training.logging import configure_logging
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="nemo-vtp eval", description=__doc__)
-    parser.add_argument("recipe", help="an eval recipe, e.g. recipes/eval/mathvista-testmini.yaml")
+    parser.add_argument("recipe", help="an eval recipe, e.g. recipes/eval/eval-qwen25vl-7b-mathvista-1n8g-dp8.yaml "
+                        "(nemo-vtp recipes list)")
     parser.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. eval.limit=10 eval.prompt=plain")
     args = parser.parse_args(argv)
     configure_logging()

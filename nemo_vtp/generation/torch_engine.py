@@ -11,6 +11,7 @@ that position ids, log-probs and stopping are explicit:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -59,11 +60,18 @@ def sample_tokens(
     return tokens, raw.gather(1, tokens[:, None]).squeeze(1)
 
 
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The name of the KV cache in the model's forward arguments and outputs: `cache` in transformers releases
+    that deprecate `past_key_values` (removed in 5.40), `past_key_values` in older ones."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class TorchEngine:
     """Batched sampling with a KV cache over an HF Qwen2.5-VL module (any device, any dtype)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, max_batch: int = 64):
         self.model = model.eval()
+        self.cache_keyword = cache_keyword(model)
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         cfg = model.config
@@ -169,7 +177,7 @@ class TorchEngine:
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, pixel_values=pixel_values,
                          image_grid_thw=grid, use_cache=True, logits_to_keep=1)
         next_pos = positions.amax(dim=(0, 2)) + 1
-        return out.logits[:, -1].float(), out.past_key_values, mask, next_pos
+        return out.logits[:, -1].float(), out[self.cache_keyword], mask, next_pos
 
     def _generate_chunk(self, prompts: Sequence[Prompt], sampling: SamplingConfig, generator) -> list[list[Rollout]]:
         n = sampling.n
@@ -200,8 +208,8 @@ class TorchEngine:
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             positions = next_pos.view(1, -1, 1).expand(3, -1, 1)
             out = self.model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True)
-            logits, cache, next_pos = out.logits[:, -1].float(), out.past_key_values, next_pos + 1
+                             use_cache=True, **{self.cache_keyword: cache})
+            logits, cache, next_pos = out.logits[:, -1].float(), out[self.cache_keyword], next_pos + 1
         rollouts = [self._to_rollout(seq, sampling) for seq in seqs]
         return [rollouts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
