@@ -1,6 +1,7 @@
 """The data commands of docs/walkthrough.md, run as written: public-dataset fixtures laid out as `raw/`,
 `nemo-vtp` on PATH, and a scripted teacher behind a loopback server as $TEACHER. convert -> mix ->
-clean-sft / annotate must leave the files the 7B recipes read (checked through `config show`)."""
+clean-sft / annotate must leave the files the 7B recipes read (checked through the recipe loader), and the
+tiny SFT recipe trains two steps on the Stage I files (RL and evaluation of that run are not part of it)."""
 
 from __future__ import annotations
 
@@ -108,3 +109,10 @@ def test_walkthrough_data_commands_run_as_written(workdir):
             del os.environ["NEMO_VTP_DATA"]
         assert Path(getattr(cfg.data, key)) == data / expected
         assert (data / expected).is_file()
+
+    sft = _shell(f'"{sys.executable}" -m nemo_vtp.cli sft recipes/tiny/sft.yaml run.output_dir=runs/sft '
+                 "data.train_path=data/vtp12k/train.jsonl data.val_path=data/vtp12k/val.jsonl training.train_steps=2 "
+                 "training.global_batch_size=2 training.micro_batch_size=1 training.eval_batches=1 "
+                 "logging.progress_bar=false", cwd, {})
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    assert "nemo-vtp sft done: step 2/2" in sft.stdout
