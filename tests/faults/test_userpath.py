@@ -46,3 +46,26 @@ def test_data_engine_refuses_to_overwrite_its_input(tmp_path):
         run_samples(_samples(2), lambda s: Outcome("kept", sample=s), command="t",
                     input_path=tmp_path / "train.jsonl", out_dir=tmp_path, progress=False)
     assert len((tmp_path / "train.jsonl").read_text().splitlines()) == 2
+
+
+def test_uncached_hub_id_for_the_tokenizer_names_the_download_command(tmp_path, monkeypatch):
+    from nemo_vtp.data.tokenizer import load_tokenizer
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(FileNotFoundError, match="hf download Qwen/Qwen2.5-VL-7B-Instruct"):
+        load_tokenizer("Qwen/Qwen2.5-VL-7B-Instruct")
+
+
+def test_model_tiny_never_writes_into_a_non_empty_folder(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    from nemo_vtp.cli import main
+
+    assert main(["model", "tiny", "--out", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_recipes_copy_of_an_unknown_recipe_exits_2(tmp_path, capsys):
+    from nemo_vtp.cli import main
+
+    assert main(["recipes", "copy", "sft/no-such-recipe", str(tmp_path / "out")]) == 2
+    assert "nemo-vtp recipes list" in capsys.readouterr().err and not (tmp_path / "out").exists()
