@@ -139,11 +139,11 @@ def apply_overrides(data: dict, origins: dict[str, Origin], overrides: list[str]
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
         key = key.strip().lstrip("+")
-        if not key:
+        parts = key.split(".")
+        if not all(parts):
             raise ConfigError(f"override {item!r} has an empty key")
         value = _parse_override_value(item, raw)
         node = data
-        parts = key.split(".")
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:

@@ -31,6 +31,7 @@ BAD_OVERRIDES = {
     "alias bomb in a value": ("run.tags=[&a [1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], "
                               "&c [*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], "
                               "&e [*d,*d,*d,*d,*d,*d,*d,*d,*d]]", "command line `run.tags="),
+    "empty key part": (".a=1", "override '.a=1' has an empty key"),
     "unknown key": ("foo.bar=1", "command line `foo.bar=1`: unknown key 'foo' in top level"),
     "unknown nested key": ("optimizer.lrr=1", "command line `optimizer.lrr=1`: unknown key 'optimizer.lrr'"),
     "missing environment variable": ("run.name=${oc.env:NEMO_VTP_NO_SUCH_VARIABLE}",
