@@ -114,7 +114,7 @@ class RewardPool:
     def _dispatch(self, worker: _Worker, index: int, task: tuple) -> bool:
         """Send one task to an idle worker. A worker found dead (or dying while it receives) is replaced
         and the task sent once more; False when that fails too (the caller counts the sample)."""
-        for attempt in range(2):
+        for _ in range(2):
             try:
                 worker.conn.send(task)
             except OSError:  # BrokenPipeError, ConnectionResetError: the worker is gone

@@ -47,6 +47,8 @@ def _convert_record(fn, record, ctx: ConvertContext, file: Path, row: int | None
         return fn(record, ctx, row)
     except FieldError as err:
         raise DataError.from_field(file, row, err) from None
+    except DataError:
+        raise
     except (TypeError, AttributeError, KeyError, ValueError) as err:  # a shape no converter check foresaw
         raise DataError(file, row, None, f"unusable record ({type(err).__name__}: {err})",
                         reason="unusable record") from None
