@@ -33,7 +33,7 @@ from nemo_vtp.rl.batch import TrainSequence, micro_batch_inputs
 from nemo_vtp.rl.dynamic_sampling import DynamicSampler, ScoredGroup
 from nemo_vtp.rl.loss import MAX_METRICS, SUM_METRICS, dapo_loss
 from nemo_vtp.training.checkpoint import Checkpointer
-from nemo_vtp.training.data import SampleSet, data_paths, load_sample_set
+from nemo_vtp.training.data import SampleSet, data_paths, load_rl_prompts
 from nemo_vtp.training.entry import stage_main
 from nemo_vtp.training.logging import MetricsLogger, is_rank_zero
 from nemo_vtp.training.policy import Policy, build_policy, current_lr, train_step_end, zero_grads
@@ -151,7 +151,7 @@ def setup(cfg: RecipeConfig) -> RLState:
     if is_rank_zero():
         write_resolved(cfg, cfg.run.output_dir)
     train_path, _ = data_paths(cfg)
-    prompts = load_sample_set(cfg, train_path)
+    prompts = load_rl_prompts(cfg, train_path)
     rl = cfg.rl
     total_steps = rl.rollout_steps or math.ceil(rl.num_epochs * len(prompts.samples) / rl.num_prompts)
     policy = build_policy(cfg, device, total_steps=total_steps)

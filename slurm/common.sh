@@ -8,7 +8,7 @@
 # Environment read here (all optional):
 #   NEMO_VTP_ROOT             the checkout to run (default: the directory sbatch was called from)
 #   NEMO_VTP_PYTHON           python that has nemo_vtp's dependencies (default: $ROOT/.venv/bin/python,
-#                             else the interpreter of `nemo-vtp` on PATH, else python3)
+#                             else the python beside `nemo-vtp` on PATH, else python3); it runs -m nemo_vtp.cli
 #   NEMO_VTP_LAUNCH           srun: one task per GPU (or per CPU rank), the default
 #                             torchrun: one task per node running torchrun with rendezvous on the head node
 #   NEMO_VTP_CONTAINER_IMAGE  run the tasks in this container (pyxis: srun --container-image)
@@ -39,8 +39,8 @@ nemo_vtp_python() {
         echo python  # the container's own interpreter
     elif [ -x "$root/.venv/bin/python" ]; then
         echo "$root/.venv/bin/python"
-    elif entry=$(command -v nemo-vtp); then
-        head -n 1 "$entry" | sed 's/^#! *//'
+    elif entry=$(command -v nemo-vtp) && entry=$(readlink -f "$entry") && [ -x "${entry%/*}/python" ]; then
+        echo "${entry%/*}/python"  # the venv's python beside it; the entry's shebang is `/bin/sh` on long paths
     else
         echo python3
     fi

@@ -34,6 +34,7 @@ class DataConfig(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)  # the synthetic world used when paths are None
     strict: bool = False  # stop at the first unusable row instead of skipping and counting it
     max_image_pixels: int = Field(50_000_000, ge=1)  # raw image area (pixels) above which a row is skipped
+    allow_outside_root: bool = False  # accept image paths that leave the JSONL's folder (absolute or '..'); False: skip them
     min_pixels: int = Field(56 * 56, ge=784)  # smallest resized image area, pixels (HF min_pixels)
     max_pixels: int = Field(28 * 28 * 1280, ge=784)  # largest resized image area, pixels (HF max_pixels)
     system_prompt: str = "You are a helpful assistant."  # system message of the chat template

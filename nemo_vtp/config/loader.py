@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
 
@@ -31,9 +32,38 @@ class Origin:
         return self.file if self.line is None else f"{self.file}:{self.line}"
 
 
+MAX_RECIPE_VALUES = 100_000  # keys + values of one recipe file or override after YAML aliases expand (recipes: ~300)
+
+
+def _check_size(data: Any, where: str) -> None:
+    """Refuse data whose expansion (every alias counted where it is used) exceeds MAX_RECIPE_VALUES:
+    a few lines of nested aliases (a "billion laughs") would otherwise take the loader minutes and GBs."""
+    stack, seen = [data], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_RECIPE_VALUES:
+            raise ConfigError(f"{where}: more than {MAX_RECIPE_VALUES:,} values once its YAML aliases expand "
+                              "(an alias bomb or a recursive alias?)")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte {raw[err.start]:#04x}); save the recipe as UTF-8") from None
+
+
 def _compose_with_lines(path: Path) -> tuple[dict, dict[str, Origin]]:
     """Parse one YAML file into a dict plus {dotted key: Origin} for every key it sets."""
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -41,10 +71,13 @@ def _compose_with_lines(path: Path) -> tuple[dict, dict[str, Origin]]:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping at the top level")
+    _check_size(data, str(path))
     origins: dict[str, Origin] = {}
 
     def walk(n: yaml.Node, prefix: str) -> None:
@@ -106,11 +139,11 @@ def apply_overrides(data: dict, origins: dict[str, Origin], overrides: list[str]
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
         key = key.strip().lstrip("+")
-        if not key:
-            raise ConfigError(f"override {item!r} has an empty key")
-        value = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={raw}"]))["v"]
-        node = data
         parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r} has an empty key")
+        value = _parse_override_value(item, raw)
+        node = data
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:
@@ -119,15 +152,32 @@ def apply_overrides(data: dict, origins: dict[str, Origin], overrides: list[str]
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
             node = child
         node[parts[-1]] = value
+        for i in range(1, len(parts) + 1):  # a section the override creates is blamed on it too
+            origins.setdefault(".".join(parts[:i]), Origin(f"command line `{item}`", None))
         origins[key] = Origin(f"command line `{item}`", None)
     return data
 
 
-def _resolve_interpolations(data: dict) -> dict:
+def _parse_override_value(item: str, raw: str) -> Any:
+    """The value of `key=raw` parsed as YAML (2e-5, true, [1,2]); a ConfigError naming the override if it is not."""
+    where = f"command line `{item}`"
+    try:
+        value = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={raw}"]))["v"]
+    except (yaml.YAMLError, OmegaConfBaseException, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{where}: cannot parse the value {raw!r} ({first})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: cannot parse the value: nested too deeply") from None
+    _check_size(value, where)
+    return value
+
+
+def _resolve_interpolations(data: dict, origins: dict[str, Origin]) -> dict:
     try:
         return OmegaConf.to_container(OmegaConf.create(data), resolve=True)
     except Exception as err:  # omegaconf raises several unrelated error types
-        raise ConfigError(f"cannot resolve interpolation: {err}") from None
+        key, first = getattr(err, "full_key", None) or "", (str(err).strip().splitlines() or [""])[0]
+        raise ConfigError(f"{_origin_for(key, origins)}: {key or 'recipe'}: cannot resolve interpolation: {first}") from None
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -182,7 +232,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, schema: ty
     data, origins = load_yaml_tree(find_recipe(path))
     data = apply_overrides(data, origins, list(overrides or []))
     # Schema defaults take part in interpolation (`${run.name}` works when only the schema sets it).
-    data = _resolve_interpolations(_deep_merge(schema().model_dump(mode="json"), data))
+    data = _resolve_interpolations(_deep_merge(schema().model_dump(mode="json"), data), origins)
     try:
         return schema.model_validate(data)
     except ValidationError as err:

@@ -25,6 +25,8 @@ class RLConfig(Section):
     ppo_epochs: int = Field(1, ge=1)  # passes over each rollout batch
     num_epochs: int = Field(2, ge=1)  # passes over the RL prompt set (VTPerception-R1: 2)
     rollout_steps: int | None = Field(None, ge=1)  # rollout steps to run; None: num_epochs over the prompt set
+    # longest prompt, tokens (images expanded; longer ones skipped, counted); None: engine context - max_new_tokens
+    max_prompt_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, gt=0)  # rollout sampling temperature; train log-probs use the same
     ratio_clip_low: float = Field(0.2, ge=0, lt=1)  # eps_low: ratio floor 1 - eps_low for negative advantages
     ratio_clip_high: float = Field(0.28, ge=0)  # eps_high: ratio ceiling 1 + eps_high for positive advantages

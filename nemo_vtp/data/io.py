@@ -1,8 +1,14 @@
 """Reading and writing sample JSONL files, and opening images, with errors that name file, line and field.
 
-A row that cannot be used (malformed JSON, a missing or bad field, a missing, corrupt or oversized
-image) is skipped and counted by reason in a `ReadSummary`; with `strict=True` the first such row
-raises `DataError` instead. Nothing is dropped without a count.
+A row that cannot be used (a line that is not UTF-8, malformed or too deeply nested JSON, a number
+too long to convert, a missing or bad field, an image path outside the dataset root, a missing,
+corrupt or oversized image) is skipped and counted by reason in a `ReadSummary`; with `strict=True`
+the first such row raises `DataError` instead. Nothing is dropped without a count.
+
+Image paths are confined to the dataset root (the JSONL file's folder): an absolute path or one with
+a `..` part is refused unless the caller opts in (`allow_outside_root`, `data.allow_outside_root`).
+The check is on the path as written, so a symbolic link the dataset's owner placed inside the root is
+followed, while a row cannot walk out of it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -32,6 +38,11 @@ class DataError(ValueError):
         what = f"field {field!r}: " if field else ""
         super().__init__(f"{where}: {what}{message}")
         self.path, self.line, self.field, self.message, self.reason = str(path), line, field, message, reason
+
+    @classmethod
+    def from_field(cls, path: str | Path, line: int | None, err: FieldError) -> DataError:
+        """The DataError of a row whose field `err` names is missing or bad."""
+        return cls(path, line, err.field, err.message, reason=err.reason)
 
 
 class ImageError(ValueError):
@@ -71,17 +82,39 @@ class ReadSummary:
         return text
 
 
+def decode_json(path: str | Path, line: int, data: bytes) -> Any:
+    """Decode one JSON document (a JSONL line or a whole .json file), or return the DataError that
+    says why not: not UTF-8, malformed, nested too deeply, or a number too long to convert.
+    `line` is the 1-based line `data` starts on; errors name the line they are on."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        at = line + data.count(b"\n", 0, err.start)
+        return DataError(path, at, None, f"not UTF-8 (byte {data[err.start]:#04x} at offset {err.start})",
+                         reason="not UTF-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        return DataError(path, line + err.lineno - 1, None, f"malformed JSON ({err.msg} at column {err.colno})",
+                         reason="malformed JSON")
+    except RecursionError:
+        return DataError(path, line, None, "JSON nested too deeply", reason="JSON nested too deeply")
+    except ValueError as err:  # an integer over Python's digit limit (sys.get_int_max_str_digits)
+        return DataError(path, line, None, f"number out of range ({err})", reason="number out of range")
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield (1-based line number, decoded value) for every non-blank line; a bad line yields a DataError."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield lineno, DataError(path, lineno, None, f"malformed JSON ({err.msg} at column {err.colno})",
-                                        reason="malformed JSON")
+            if line.strip():
+                yield lineno, decode_json(path, lineno, line)
+
+
+def outside_root(image: str) -> bool:
+    """True for an image path that can leave the folder it is relative to (absolute, or with a `..` part)."""
+    path = PurePosixPath(image)
+    return path.is_absolute() or ".." in path.parts
 
 
 def open_image(path: str | Path, max_image_pixels: int | None = None) -> Image.Image:
@@ -139,11 +172,13 @@ def read_samples(
     check_images: bool = True,
     max_image_pixels: int | None = None,
     max_warnings: int = 20,
+    allow_outside_root: bool = False,
 ) -> tuple[list[Sample], ReadSummary]:
     """Read a sample JSONL file; returns the usable samples and a summary of what was skipped and why.
 
     With `strict=True` the first bad row raises `DataError` (file, line, field). Otherwise each bad
     row is logged as a warning (the first `max_warnings`) and counted; the summary is logged at the end.
+    A row with an image path outside the file's folder is skipped unless `allow_outside_root`.
     """
     path = Path(path)
     if not path.is_file():
@@ -153,7 +188,7 @@ def read_samples(
     for lineno, row in iter_jsonl(path):
         summary.rows += 1
         try:
-            sample = _check_row(path, lineno, row, check_images, max_image_pixels)
+            sample = _check_row(path, lineno, row, check_images, max_image_pixels, allow_outside_root)
         except DataError as err:
             if strict:
                 raise
@@ -168,14 +203,18 @@ def read_samples(
     return samples, summary
 
 
-def _check_row(path: Path, lineno: int, row: Any, check_images: bool, max_image_pixels: int | None) -> Sample:
+def _check_row(path: Path, lineno: int, row: Any, check_images: bool, max_image_pixels: int | None,
+               allow_outside_root: bool) -> Sample:
     if isinstance(row, DataError):
         raise row
     try:
         sample = parse_sample(row)
     except FieldError as err:
-        reason = "missing field" if err.message == "missing" else "bad field"
-        raise DataError(path, lineno, err.field, err.message, reason=reason) from None
+        raise DataError.from_field(path, lineno, err) from None
+    for i, image in enumerate(sample.images):
+        if not allow_outside_root and outside_root(image):
+            raise DataError(path, lineno, f"images[{i}]", f"{image!r} is outside the dataset root {path.parent} "
+                            "(absolute or with '..'; data.allow_outside_root allows it)", reason="image outside root")
     if check_images:
         for i, image in enumerate(resolve_images(sample, path.parent)):
             try:

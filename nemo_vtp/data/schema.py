@@ -29,12 +29,14 @@ SAMPLE_FIELDS = ("id", "source", "images", "question", "choices", "answer", "res
 
 
 class FieldError(ValueError):
-    """A row that does not match the schema; `field` is the dotted name of the bad field."""
+    """A row that does not match the schema; `field` is the dotted name of the bad field, `reason` the
+    short key it is counted under (None: "missing field" or "bad field", from the message)."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, reason: str | None = None):
         super().__init__(f"field {field!r}: {message}")
         self.field = field
         self.message = message
+        self.reason = reason or ("missing field" if message == "missing" else "bad field")
 
 
 @dataclass

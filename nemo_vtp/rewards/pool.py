@@ -5,9 +5,11 @@ Each worker process holds one sample at a time, so every sample has its own dead
 stuck where no Python-level timeout reaches) and replaced at once; a worker that dies (crash, kill by
 the OS) is replaced too. When R_acc needs math-verify, the worker sends all other terms before it
 starts, so a sample that times out in math-verify keeps its other terms and gets acc = 0; a sample
-whose worker dies before its first message gets 0 for every term. Both cases are counted, in
-`timeouts` and `errors`. Workers start with `forkserver` (or `spawn`), never `fork`: the trainer
-process holds threads and CUDA state that a fork would copy.
+whose worker dies before its first message gets 0 for every term. A worker that dies while it
+receives a task is replaced and the task sent once more; should that fail too, the sample gets 0
+and is counted. All cases are counted, in `timeouts` and `errors`: no worker fault leaves
+`score_batch`. Workers start with `forkserver` (or `spawn`), never `fork`: the trainer process holds
+threads and CUDA state that a fork would copy.
 """
 
 from __future__ import annotations
@@ -109,14 +111,19 @@ class RewardPool:
         self.workers[self.workers.index(worker)] = fresh
         return fresh
 
-    def _dispatch(self, worker: _Worker, index: int, task: tuple) -> None:
-        """Send one task to an idle worker; a worker found dead is replaced and the task resent."""
-        try:
-            worker.conn.send(task)
-        except (BrokenPipeError, OSError):
-            worker = self._replace(worker)
-            worker.conn.send(task)
-        worker.index, worker.deadline = index, time.monotonic() + self.cfg.pool.sample_timeout_s
+    def _dispatch(self, worker: _Worker, index: int, task: tuple) -> bool:
+        """Send one task to an idle worker. A worker found dead (or dying while it receives) is replaced
+        and the task sent once more; False when that fails too (the caller counts the sample)."""
+        for _ in range(2):
+            try:
+                worker.conn.send(task)
+            except OSError:  # BrokenPipeError, ConnectionResetError: the worker is gone
+                log.warning("reward worker pid %s died receiving sample %d; replacing it", worker.process.pid, index)
+                worker = self._replace(worker)
+                continue
+            worker.index, worker.deadline = index, time.monotonic() + self.cfg.pool.sample_timeout_s
+            return True
+        return False
 
     def _drain(self, worker: _Worker, parts: list[list[dict]]) -> None:
         """Read every message the worker has sent; a closed pipe means the worker died."""
@@ -126,7 +133,7 @@ class RewardPool:
                 parts[index].extend(payload)
                 if kind == "done":
                     worker.index = -1
-        except (EOFError, OSError):
+        except (EOFError, OSError, pickle.UnpicklingError, ValueError):  # dead, or a torn message: the same
             log.warning("reward worker pid %s died (sample %d); replacing it", worker.process.pid, worker.index)
             if worker.index >= 0:  # it may also die just after finishing a sample
                 parts[worker.index].append({"errors": 1.0})
@@ -154,9 +161,11 @@ class RewardPool:
                     i = pending.popleft()
                     task = (i, responses[i], reward_fields(samples[i]), num_tokens[i])
                     try:
-                        self._dispatch(self.workers[slot], i, task)
+                        sent = self._dispatch(self.workers[slot], i, task)
                     except (pickle.PicklingError, TypeError, AttributeError) as err:  # nothing was sent
                         log.warning("reward sample %d cannot be sent to a worker: %s", i, err)
+                        sent = False
+                    if not sent:
                         parts[i].append({"errors": 1.0})
             busy = [w for w in self.workers if w.index >= 0]
             if not busy:
@@ -218,26 +227,31 @@ def score_batch(responses: list[str], samples: list[dict], config: RewardConfig 
                 num_tokens: list[int | None] | None = None, pool: RewardPool | None = None) -> list[dict]:
     """`score` for a batch: rule-based terms in the worker pool (per-sample timeout), the judge pass
     when `matcher == "judge"`, then `total` at `step`. Returns one dict per response, in order, with
-    the terms, `total` and the counters `timeouts`, `errors`, `judge_failures` (all floats).
+    the terms, `total` and the counters `timeouts`, `errors`, `judge_failures` (all floats). A response
+    that is not a str (None, bytes) scores 0 and counts in `errors`: a step never dies of a reward.
     `num_tokens`: token counts for R_overlong, one per response (None: whitespace words)."""
     cfg = config or (pool.cfg if pool is not None else RewardConfig())
     if pool is not None and cfg != pool.cfg:
         raise ValueError("score_batch: `config` differs from the config the pool's workers were started with")
-    bad = next((i for i, r in enumerate(responses) if not isinstance(r, str)), None)
-    if bad is not None:
-        raise TypeError(f"score_batch: response {bad} is {type(responses[bad]).__name__}, not str")
     if len(responses) != len(samples):
         raise ValueError(f"score_batch: {len(responses)} responses but {len(samples)} samples")
     counts = list(num_tokens) if num_tokens is not None else [None] * len(responses)
     if len(counts) != len(responses):
         raise ValueError(f"score_batch: {len(responses)} responses but {len(counts)} token counts")
+    ok = [i for i, r in enumerate(responses) if isinstance(r, str)]
+    for i in sorted(set(range(len(responses))) - set(ok)):
+        log.warning("reward sample %d: the response is %s, not text; scored 0 and counted in errors",
+                    i, type(responses[i]).__name__)
+    texts, rows, lengths = [responses[i] for i in ok], [samples[i] for i in ok], [counts[i] for i in ok]
     if cfg.pool.num_workers == 0 and pool is None:
-        results = [merge_terms(fast_terms(r, s, cfg, n), acc_term(r, s, cfg))
-                   for r, s, n in zip(responses, samples, counts)]
+        scored = [merge_terms(fast_terms(r, s, cfg, n), acc_term(r, s, cfg)) for r, s, n in zip(texts, rows, lengths)]
     else:
-        results = (pool or _shared_pool(cfg)).run(list(responses), list(samples), counts)
+        scored = (pool or _shared_pool(cfg)).run(texts, rows, lengths)
     if cfg.matcher == "judge":
-        apply_judge(results, responses, samples, cfg)
+        apply_judge(scored, texts, rows, cfg)
+    results = [merge_terms({"errors": 1.0}) for _ in responses]
+    for i, result in zip(ok, scored):
+        results[i] = result
     for result in results:
         result["total"] = total_reward(result, cfg, step)
     return results

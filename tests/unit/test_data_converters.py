@@ -1,6 +1,7 @@
 """Each converter turns its fixture into valid samples, skips and counts the bad rows, and the
 output loads through `datasets`."""
 
+import json
 import re
 from pathlib import Path
 
@@ -100,3 +101,23 @@ def test_cli_convert(tmp_path, capsys):
                       "--out", str(tmp_path)]) == 0
     assert "kept 1 of 2 rows" in capsys.readouterr().out
     assert set(CONVERTERS) == {"llava_cot", "vision_sr1", "mmk12", "vision_r1", "mulberry", "geometry3k"}
+
+
+def test_images_outside_the_output_folder_go_through_one_link(tmp_path):
+    out_file, _ = convert("llava_cot", FIXTURES / "llava_cot/train.jsonl", tmp_path / "out")
+    links = list((tmp_path / "out" / "image_roots").iterdir())
+    assert len(links) == 1 and links[0].is_symlink() and links[0].resolve() == (FIXTURES / "llava_cot").resolve()
+    samples, _ = read_samples(out_file, strict=True)
+    assert samples and all(p.startswith(f"image_roots/{links[0].name}/") for s in samples for p in s.images)
+
+
+def test_source_paths_outside_the_root_only_when_allowed(tmp_path):
+    (tmp_path / "src").mkdir()
+    record = {"id": "1", "image": "../llava_cot/coco/train2017/000000000001.jpg.png", "question": "q", "answer": "3"}
+    (tmp_path / "src" / "in.jsonl").write_text(json.dumps(record) + "\n")
+    args = ("mmk12", tmp_path / "src" / "in.jsonl", tmp_path / "out")
+    _, summary = convert(*args, image_root=FIXTURES / "mmk12")
+    assert summary.kept == 0 and dict(summary.skipped) == {"image outside root": 1}
+    out_file, summary = convert(*args, image_root=FIXTURES / "mmk12", allow_outside_root=True)
+    assert summary.kept == 1
+    assert read_samples(out_file, allow_outside_root=True)[1].kept == 1

@@ -78,3 +78,15 @@ def test_write_then_read(tmp_path):
     assert write_samples(tmp_path / "x.jsonl", rows) == 3
     samples, summary = read_samples(tmp_path / "x.jsonl", strict=True)
     assert [s.to_dict() for s in samples] == rows and summary.num_skipped == 0
+
+
+def test_image_outside_root_loads_only_when_allowed(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    Image.new("RGB", (30, 20)).save(tmp_path / "shared.png")
+    write_samples(root / "train.jsonl", [_good(0, "../shared.png"), _good(1, str(tmp_path / "shared.png"))])
+    samples, summary = read_samples(root / "train.jsonl")
+    assert samples == [] and dict(summary.skipped) == {"image outside root": 2}
+    assert "train.jsonl:1: field 'images[0]': '../shared.png' is outside the dataset root" in summary.examples[0]
+    samples, summary = read_samples(root / "train.jsonl", allow_outside_root=True)
+    assert [s.id for s in samples] == ["s0", "s1"] and not summary.skipped

@@ -8,14 +8,13 @@ Inter-GPS folder of problem folders), converts each record, checks its images, a
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 from nemo_vtp.data.converters.common import ConvertContext, iter_records
 from nemo_vtp.data.converters.sources import CONVERTERS
-from nemo_vtp.data.io import DataError, ImageError, ReadSummary, check_image, write_samples
+from nemo_vtp.data.io import DataError, ImageError, ReadSummary, check_image, decode_json, write_samples
 from nemo_vtp.data.schema import FieldError, Sample
 
 logger = logging.getLogger(__name__)
@@ -23,20 +22,36 @@ logger = logging.getLogger(__name__)
 __all__ = ["CONVERTERS", "convert"]
 
 
-def _records(in_path: Path, out_dir: Path, source: str, image_root: Path | None) -> Iterator[tuple]:
+def _records(in_path: Path, out_dir: Path, source: str, image_root: Path | None,
+             allow_outside_root: bool) -> Iterator[tuple]:
     """(file, row, record, context) for a file, or for every `*/data.json` of a folder-per-problem layout."""
     if in_path.is_dir():
         for data_file in sorted(in_path.glob("*/data.json"), key=lambda p: p.parent.name):
-            ctx = ConvertContext(in_path, out_dir, data_file.parent, source)
-            try:
-                record = json.loads(data_file.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                record = DataError(data_file, err.lineno, None, f"malformed JSON ({err.msg})", reason="malformed JSON")
-            yield data_file, 1, record, ctx
+            ctx = ConvertContext(in_path, out_dir, data_file.parent, source, in_path, allow_outside_root)
+            record = decode_json(data_file, 1, data_file.read_bytes())
+            yield data_file, record.line if isinstance(record, DataError) else 1, record, ctx
         return
-    ctx = ConvertContext(in_path, out_dir, image_root or in_path.parent, source)
+    root = image_root or in_path.parent
+    ctx = ConvertContext(in_path, out_dir, root, source, root, allow_outside_root)
     for row, record in iter_records(in_path):
         yield in_path, row, record, ctx
+
+
+def _convert_record(fn, record, ctx: ConvertContext, file: Path, row: int | None) -> list[Sample]:
+    """The samples of one record, or the DataError (file, row, field) that says why there are none."""
+    if isinstance(record, DataError):
+        raise record
+    try:
+        if not isinstance(record, dict):
+            raise FieldError("<record>", f"expected a JSON object, got {type(record).__name__}", reason="not an object")
+        return fn(record, ctx, row)
+    except FieldError as err:
+        raise DataError.from_field(file, row, err) from None
+    except DataError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError) as err:  # a shape no converter check foresaw
+        raise DataError(file, row, None, f"unusable record ({type(err).__name__}: {err})",
+                        reason="unusable record") from None
 
 
 def _check(samples: list[Sample], out_dir: Path, file: Path, row: int, max_image_pixels: int | None) -> None:
@@ -49,9 +64,10 @@ def _check(samples: list[Sample], out_dir: Path, file: Path, row: int, max_image
 
 
 def convert(source: str, in_path: str | Path, out_dir: str | Path, *, image_root: str | Path | None = None,
-            strict: bool = False, max_image_pixels: int | None = None,
-            max_warnings: int = 20) -> tuple[Path, ReadSummary]:
-    """Convert one input of `source` into our JSONL; returns (output file, summary of kept/skipped rows)."""
+            strict: bool = False, max_image_pixels: int | None = None, max_warnings: int = 20,
+            allow_outside_root: bool = False) -> tuple[Path, ReadSummary]:
+    """Convert one input of `source` into our JSONL; returns (output file, summary of kept/skipped rows).
+    Source image paths must stay inside the image root unless `allow_outside_root`."""
     if source not in CONVERTERS:
         raise ValueError(f"unknown source {source!r} (valid: {', '.join(CONVERTERS)})")
     in_path, out_dir = Path(in_path), Path(out_dir)
@@ -62,16 +78,10 @@ def convert(source: str, in_path: str | Path, out_dir: str | Path, *, image_root
     summary = ReadSummary(str(in_path))
     samples: list[Sample] = []
     root = Path(image_root) if image_root else None
-    for file, row, record, ctx in _records(in_path, out_dir, source, root):
+    for file, row, record, ctx in _records(in_path, out_dir, source, root, allow_outside_root):
         summary.rows += 1
         try:
-            if isinstance(record, DataError):
-                raise record
-            try:
-                converted = fn(record, ctx, row)
-            except FieldError as err:
-                reason = "missing field" if err.message == "missing" else "bad field"
-                raise DataError(file, row, err.field, err.message, reason=reason) from None
+            converted = _convert_record(fn, record, ctx, file, row)
             _check(converted, out_dir, file, row, max_image_pixels)
         except DataError as err:
             if strict:

@@ -4,7 +4,6 @@ writing images, and pulling tagged sections out of response text."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nemo_vtp.data.io import DataError, iter_jsonl
+from nemo_vtp.data.io import DataError, decode_json, iter_jsonl, outside_root
 from nemo_vtp.data.schema import FieldError
 
 IMAGE_PLACEHOLDER_RE = re.compile(r"<image>\s*|<image_\d+>\s*|<image \d+>\s*")
@@ -27,22 +26,49 @@ class ConvertContext:
     out_dir: Path  # the folder of the output JSONL; image paths are written relative to it
     image_root: Path  # the folder source image paths are relative to
     source: str  # our source name, e.g. "llava_cot"
+    root: Path | None = None  # the dataset root source images must stay inside; None: image_root
+    allow_outside_root: bool = False  # accept absolute and `..` source image paths (written as they resolve)
 
     def image_path(self, value: Any, sample_id: str, k: int, field: str = "images") -> str:
         """One source image (a path string, {"bytes", "path"} dict, or raw bytes) -> path relative to out_dir.
 
-        Embedded bytes are written to out_dir/images/<source>/ under a content-hash name.
+        Embedded bytes are written to out_dir/images/<source>/ under a content-hash name. A source
+        path must stay inside the dataset root (no absolute path, no `..` part) unless
+        `allow_outside_root`; when the root lies outside out_dir, the written path goes through one
+        link to it (out_dir/image_roots/<source>-<hash>), so the output holds no `..` either.
         """
         if isinstance(value, dict):
-            if value.get("bytes"):
-                return self._write_bytes(value["bytes"], value.get("path") or "")
+            data = value.get("bytes")
+            if data is not None and not isinstance(data, (bytes, bytearray)):
+                raise FieldError(f"{field}[{k}].bytes", f"expected bytes, got {type(data).__name__}")
+            if data:
+                return self._write_bytes(bytes(data), value.get("path") or "")
             value = value.get("path")
         if isinstance(value, (bytes, bytearray)):
             return self._write_bytes(bytes(value), "")
         if not isinstance(value, str) or not value:
             raise FieldError(f"{field}[{k}]", f"expected an image path or bytes, got {value!r:.60}")
-        full = Path(value) if os.path.isabs(value) else self.image_root / value
-        return os.path.relpath(full, self.out_dir)
+        if outside_root(value):
+            if not self.allow_outside_root:
+                raise FieldError(f"{field}[{k}]", f"{value!r} is outside the dataset root {self.root or self.image_root} "
+                                 "(absolute or with '..'; --allow-outside-root allows it)", reason="image outside root")
+            return os.path.relpath(self.image_root / value, self.out_dir)
+        return self._inside_out_dir(self.image_root / value)
+
+    def _inside_out_dir(self, image: Path) -> str:
+        """`image` (inside the dataset root) relative to out_dir, through a link to the root if needed."""
+        rel = os.path.relpath(image, self.out_dir)
+        if not outside_root(rel):
+            return rel
+        root = os.path.abspath(self.root or self.image_root)
+        link = Path("image_roots") / f"{self.source}-{hashlib.sha1(root.encode()).hexdigest()[:8]}"
+        target = self.out_dir / link
+        if not target.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(root, target_is_directory=True)
+        elif os.readlink(target) != root:
+            raise DataError(target, None, None, f"links to {os.readlink(target)}, not to the image root {root}")
+        return str(link / os.path.relpath(os.path.abspath(image), root))
 
     def _write_bytes(self, data: bytes, name_hint: str) -> str:
         suffix = Path(name_hint).suffix.lower() or ".png"
@@ -54,31 +80,52 @@ class ConvertContext:
         return str(rel)
 
 
-def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
+def iter_records(path: Path) -> Iterator[tuple[int | None, Any]]:
     """(line or row number, record) of a .jsonl, .json (a list, or {"data": [...]}) or .parquet file.
 
-    A malformed JSONL line yields a DataError in place of the record (the caller counts it).
+    What cannot be read (a malformed or non-UTF-8 line or file, a corrupt parquet file or row group)
+    yields a DataError in place of the records (the caller counts it).
     """
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         yield from iter_jsonl(path)
     elif suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DataError(path, err.lineno, None, f"malformed JSON ({err.msg})") from None
+        data = decode_json(path, 1, path.read_bytes())
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
-        if not isinstance(data, list):
-            raise DataError(path, None, None, "expected a JSON list of records")
-        yield from enumerate(data, start=1)
+        if isinstance(data, list):
+            yield from enumerate(data, start=1)
+        else:
+            yield 1, data if isinstance(data, DataError) else \
+                DataError(path, None, None, "expected a JSON list of records", reason="not a list")
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        yield from enumerate(table.to_pylist(), start=1)
+        yield from _parquet_records(path)
     else:
         raise DataError(path, None, None, f"unsupported input format {suffix!r} (use .jsonl, .json or .parquet)")
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[int | None, Any]]:
+    """(row number, record) of a parquet file, one row group at a time: a corrupt row group is one
+    DataError and the next ones are still read; a file whose footer cannot be read is one DataError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        yield None, DataError(path, None, None, f"corrupt parquet file ({err})", reason="corrupt parquet")
+        return
+    first = 1
+    for group in range(parquet.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        try:
+            records = parquet.read_row_group(group).to_pylist()
+        except (pa.ArrowException, OSError, ValueError) as err:
+            yield first, DataError(path, first, None, f"corrupt row group {group} (rows {first}-{first + rows - 1}): "
+                                   f"{err}", reason="corrupt parquet")
+        else:
+            yield from enumerate(records, start=first)
+        first += rows
 
 
 def require(record: dict, *keys: str) -> Any:
