@@ -1,6 +1,7 @@
 """`nemo-vtp serve` end to end: real HTTP on 127.0.0.1 over a tiny model folder written by the test."""
 
 import base64
+import contextlib
 import io
 import json
 import threading
@@ -9,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from nemo_vtp.config.serve import ServeConfig
 from nemo_vtp.data.tokenizer import load_tokenizer
 from nemo_vtp.generation.server import load_context, make_server
 from tests.e2e.stages import start_serve_process
@@ -22,20 +24,40 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def base_url(model_dir):
-    ctx = load_context(str(model_dir), dtype="float32", device="cpu", max_batch=16, default_max_tokens=8)
+def media_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="module")
+def ctx(model_dir, media_root):
+    cfg = ServeConfig(allowed_local_media_path=str(media_root), max_images_per_request=2)
+    return load_context(str(model_dir), dtype="float32", device="cpu", max_batch=16, default_max_tokens=8, cfg=cfg)
+
+
+@contextlib.contextmanager
+def serving(ctx):
+    """A real server on 127.0.0.1 (a free port) in a thread; yields its root URL."""
     server = make_server(ctx, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
-def _call(url: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+@pytest.fixture(scope="module")
+def base_url(ctx):
+    with serving(ctx) as url:
+        yield url
+
+
+def _call(url: str, body=None, raw: bytes | None = None, key: str | None = None) -> tuple[int, dict]:
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -79,8 +101,8 @@ def test_chat_with_image_n_and_logprobs(base_url):
     assert [c["message"] for c in again["choices"]] == [c["message"] for c in reply["choices"]]  # seeded
 
 
-def test_local_file_image_and_text_only(base_url, tmp_path):
-    path = tmp_path / "img.png"
+def test_local_file_image_and_text_only(base_url, media_root):
+    path = media_root / "img.png"
     make_image(3).save(path)
     greedy = {"messages": _image_message(str(path)), "temperature": 0, "max_tokens": 5}
     status, by_path = _call(base_url + "/v1/chat/completions", greedy)
@@ -108,7 +130,7 @@ def test_local_file_image_and_text_only(base_url, tmp_path):
         ({"messages": [{"role": "user", "content": "hi"}], "model": "gpt-x"}, 404, "not found"),
         ({"messages": _image_message("https://example.com/a.png")}, 400, "remote"),
         ({"messages": _image_message("data:image/png;base64,@@@")}, 400, "image"),
-        ({"messages": _image_message("/no/such/file.png")}, 400, "not found"),
+        ({"messages": _image_message("/no/such/file.png")}, 400, "allowed-local-media-path"),
         ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, 400, "supported parts"),
     ],
 )
