@@ -2,6 +2,7 @@
 
 import base64
 import contextlib
+import dataclasses
 import io
 import json
 import threading
@@ -10,10 +11,12 @@ import urllib.request
 
 import pytest
 
-from nemo_vtp.config.serve import ServeConfig
+from nemo_vtp.config.data import DataConfig
+from nemo_vtp.config.serve import API_KEY_ENV, ServeConfig
 from nemo_vtp.data.tokenizer import load_tokenizer
+from nemo_vtp.generation.openai_client import ChatEndpoint, ChatEndpointError
 from nemo_vtp.generation.server import load_context, make_server
-from tests.e2e.stages import start_serve_process
+from tests.e2e.stages import env, start_serve_process
 from tests.tiny_qwen25vl import make_image, write_tiny_folder
 
 
@@ -147,14 +150,49 @@ def test_bad_json_and_unknown_route(base_url):
     assert _call(base_url + "/nope")[0] == 404
 
 
+def test_api_key_guards_every_route_but_health(ctx, monkeypatch):
+    """With a key, the judge's client (`ChatEndpoint`, key from its env var) is answered; without one
+    or with a wrong one it gets 401; /health needs none. Without a key configured, nothing is asked."""
+    body = {"messages": [{"role": "user", "content": "describe this"}], "max_tokens": 2}
+    with serving(dataclasses.replace(ctx, cfg=ctx.cfg.model_copy(update={"api_key": "k-123"}))) as url:
+        assert _call(url + "/health") == (200, {"status": "ok"})
+        assert _call(url + "/v1/models")[0] == 401 and _call(url + "/v1/models", key="k-12")[0] == 401
+        assert _call(url + "/v1/models", key="k-123")[0] == 200
+        monkeypatch.setenv("JUDGE_KEY", "k-123")
+        assert ChatEndpoint(url, timeout_s=60, api_key_env="JUDGE_KEY").post(body)["usage"]["completion_tokens"] >= 1
+        with pytest.raises(ChatEndpointError) as refused:
+            ChatEndpoint(url, timeout_s=60).post(body)
+        assert refused.value.status == 401 and "API key" in refused.value.message
+    with serving(ctx) as url:  # no key configured: a client sending one is served as well
+        assert ChatEndpoint(url, timeout_s=60, api_key_env="JUDGE_KEY").post(body)["choices"]
+
+
+def test_completion_is_cut_to_what_the_context_leaves(ctx):
+    """Without max_tokens the server default (8) is cut to the room the context leaves (3 here)."""
+    body = {"messages": [{"role": "user", "content": "describe this"}], "temperature": 0, "max_tokens": 1}
+    with serving(ctx) as url:
+        prompt = _call(url + "/v1/chat/completions", body)[1]["usage"]["prompt_tokens"]
+    short = dataclasses.replace(ctx, max_model_len=prompt + 3)
+    with serving(short) as url:
+        status, reply = _call(url + "/v1/chat/completions", {**body, "max_tokens": None, "stop": "never"})
+        assert status == 200 and reply["usage"]["completion_tokens"] <= 3
+        assert _call(url + "/v1/chat/completions", {**body, "max_tokens": 4})[0] == 400
+
+
+def test_pixel_limit_is_the_data_loaders(ctx):
+    assert ServeConfig().max_image_pixels == DataConfig().max_image_pixels == ctx.cfg.max_image_pixels
+
+
 def test_cli_serves_until_stopped(model_dir):
-    """`nemo-vtp serve` as a user starts it: prints its address, answers, stops on interrupt."""
-    proc = start_serve_process(model_dir)
+    """`nemo-vtp serve` as a user starts it, the key in NEMO_VTP_API_KEY: prints its address, answers
+    (the key asked on /v1, not on /health), stops on interrupt."""
+    proc = start_serve_process(model_dir, environ={**env(), API_KEY_ENV: "cli-key"})
     try:
         line = proc.stdout.readline()
-        assert "serving tiny-qwen25vl on http://127.0.0.1:" in line, line
+        assert "serving tiny-qwen25vl on http://127.0.0.1:" in line and "API key required" in line, line
         url = line.split(" on ")[1].split("/v1")[0]
         assert _call(url + "/health") == (200, {"status": "ok"})
+        assert _call(url + "/v1/models")[0] == 401 and _call(url + "/v1/models", key="cli-key")[0] == 200
     finally:
         proc.send_signal(2)  # SIGINT: the server closes its socket and exits 0
         assert proc.wait(timeout=30) == 0
