@@ -81,6 +81,15 @@ def _image_url(part: dict, at: str) -> str:
     return url
 
 
+def _utf8(text: str, at: str) -> str:
+    """`text`, if it is valid Unicode (JSON's "\\ud800" escapes decode to lone surrogates the tokenizer rejects)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(400, f"{at} is not valid Unicode (a lone surrogate escape)", at) from None
+    return text
+
+
 def to_hf_messages(messages: Any) -> tuple[list[dict], list[tuple[str, str]]]:
     """OpenAI chat messages -> (messages for the HF chat template, (image url, field) in order)."""
     if not isinstance(messages, list) or not messages:
@@ -92,7 +101,7 @@ def to_hf_messages(messages: Any) -> tuple[list[dict], list[tuple[str, str]]]:
             raise RequestError(400, f"{where} needs a role of system, user or assistant", where)
         content = message.get("content")
         if isinstance(content, str):
-            hf_messages.append({"role": message["role"], "content": content})
+            hf_messages.append({"role": message["role"], "content": _utf8(content, f"{where}.content")})
             continue
         if not isinstance(content, list):
             raise RequestError(400, f"{where}.content must be a string or a list of parts", f"{where}.content")
@@ -101,7 +110,7 @@ def to_hf_messages(messages: Any) -> tuple[list[dict], list[tuple[str, str]]]:
             at = f"{where}.content[{j}]"
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
-                parts.append({"type": "text", "text": part["text"]})
+                parts.append({"type": "text", "text": _utf8(part["text"], at)})
             elif kind == "image_url":
                 images.append((_image_url(part, at), at))
                 parts.append({"type": "image"})
@@ -154,6 +163,9 @@ def parse_sampling(body: dict, default_max_tokens: int) -> tuple[SamplingConfig,
         raise RequestError(400, "`top_logprobs` needs `logprobs: true`", "top_logprobs")
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise RequestError(400, "`seed` must be an integer in [0, 2**63)", "seed")
     requested = requested_max_tokens(body)
     values = {
         "n": body.get("n", 1),
@@ -161,7 +173,7 @@ def parse_sampling(body: dict, default_max_tokens: int) -> tuple[SamplingConfig,
         "top_p": body.get("top_p", 1.0),
         "max_new_tokens": default_max_tokens if requested is None else requested,
         "stop": stop,
-        "seed": body.get("seed"),
+        "seed": seed,
         "top_logprobs": top,
     }
     try:
@@ -335,7 +347,7 @@ def make_handler(ctx: ChatContext) -> type[BaseHTTPRequestHandler]:
             self.close_connection = False
             try:
                 return json.loads(data or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, an int of 10^5 digits, deep nesting
                 raise RequestError(400, f"the request body is not valid JSON: {type(err).__name__}: {err}") from None
 
         def log_message(self, fmt: str, *args) -> None:

@@ -199,6 +199,20 @@ def test_deeply_nested_json_is_a_400(served):
     assert got == 400 and "not valid JSON" in reply["error"]["message"]
 
 
+@pytest.mark.parametrize("body", [
+    b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": ' + b"9" * 100_000 + b"}",
+    b'{"messages": [{"role": "user", "content": "hi"}], "seed": ' + str(2**70).encode() + b"}",
+    b'{"messages": [{"role": "user", "content": "hi"}], "seed": -1}',
+    b'{"messages": [{"role": "user", "content": "\\ud800"}], "max_tokens": 1}',
+    b"\xff\xfe not utf-8",
+])
+def test_values_that_crash_a_parser_or_the_sampler_are_a_400(served, body):
+    got, reply = raw(served, f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: {len(body)}"
+                             "\r\n\r\n".encode() + body)
+    assert got == 400, reply
+    assert still_serving(served)
+
+
 # ---------------------------------------------------------------------- authentication
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-key", f"Basic {KEY}", KEY, "Bearer "])
 def test_missing_or_wrong_api_key_is_401_on_every_route(served, authorization):

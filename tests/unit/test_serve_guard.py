@@ -1,0 +1,89 @@
+"""The pure pieces of `nemo-vtp serve`'s defences: Content-Length parsing, the key check, the token
+budget and the local-path rule (the HTTP behaviour is tested in tests/faults/test_serve_faults.py)."""
+
+import doctest
+from email.message import Message
+
+import pytest
+
+from nemo_vtp.generation import http_guard, serve_media, server
+from nemo_vtp.generation.http_guard import RequestError, bearer_ok, content_length
+from nemo_vtp.generation.serve_media import LOCAL_MEDIA_REFUSED, local_image_path
+from nemo_vtp.generation.server import completion_budget
+
+
+@pytest.mark.parametrize("module", [http_guard, serve_media, server])
+def test_doctests(module):
+    assert doctest.testmod(module).failed == 0
+
+
+def _headers(*pairs: tuple[str, str]) -> Message:
+    headers = Message()
+    for key, value in pairs:
+        headers[key] = value
+    return headers
+
+
+@pytest.mark.parametrize(("pairs", "expected"), [
+    ([("Content-Length", "0")], 0),
+    ([("Content-Length", " 17 ")], 17),
+    ([("Content-Length", "100"), ("Content-Length", "100")], 100),
+    ([("Content-Length", "-1")], 400),
+    ([("Content-Length", "abc")], 400),
+    ([("Content-Length", "١٢")], 400),  # Arabic-Indic digits: int() would take them
+    ([("Content-Length", "1e3")], 400),
+    ([("Content-Length", "5"), ("Content-Length", "6")], 400),
+    ([], 411),
+    ([("Transfer-Encoding", "chunked"), ("Content-Length", "5")], 411),
+    ([("Content-Length", "101")], 413),
+])
+def test_content_length(pairs, expected):
+    if expected < 400:
+        assert content_length(_headers(*pairs), 100) == expected
+    else:
+        with pytest.raises(RequestError) as err:
+            content_length(_headers(*pairs), 100)
+        assert err.value.status == expected
+
+
+@pytest.mark.parametrize(("header", "ok"), [
+    ("Bearer k1", True), ("bearer k1", True), ("  Bearer   k1 ", True), ("Bearer k2", False), ("Bearer k1x", False),
+    ("Basic k1", False), ("k1", False), ("", False), (None, False), ("Bearer ", False), ("Bearer ké", False),
+])
+def test_bearer_ok(header, ok):
+    assert bearer_ok(header, "k1") is ok
+
+
+@pytest.mark.parametrize(("prompt", "requested", "budget"), [
+    (10, None, 8), (95, None, 5), (99, None, 1), (10, 90, 90), (10, 1, 1),
+    (100, None, 400), (120, None, 400), (10, 91, 400), (99, 2, 400),
+])
+def test_completion_budget(prompt, requested, budget):
+    if budget != 400:
+        assert completion_budget(100, prompt, requested, 8) == budget
+        return
+    with pytest.raises(RequestError) as err:
+        completion_budget(100, prompt, requested, 8)
+    assert err.value.status == 400 and "maximum context length is 100 tokens" in err.value.message
+    assert err.value.param == ("messages" if prompt >= 100 else "max_tokens")
+
+
+def test_local_image_path(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (root / "sub" / "a.png").write_bytes(b"x")
+    (outside / "b.png").write_bytes(b"x")
+    (root / "link.png").symlink_to(outside / "b.png")
+    (root / "inner.png").symlink_to(root / "sub" / "a.png")
+    root = root.resolve()
+    assert local_image_path(str(root / "sub" / "a.png"), root, "p") == root / "sub" / "a.png"
+    assert local_image_path("sub/a.png", root, "p") == root / "sub" / "a.png"  # relative to the root
+    assert local_image_path(f"file://{root}/inner.png", root, "p") == root / "sub" / "a.png"  # a link that stays in
+    for refused in [str(outside / "b.png"), "../outside/b.png", str(root / "link.png"), str(root / "sub"),
+                    str(root / "none.png"), "sub/a.png\x00", "/dev/null"]:
+        with pytest.raises(RequestError) as err:
+            local_image_path(refused, root, "p")
+        assert (err.value.status, err.value.message) == (400, LOCAL_MEDIA_REFUSED), refused
+    with pytest.raises(RequestError):
+        local_image_path(str(root / "sub" / "a.png"), None, "p")  # no root: nothing local
