@@ -47,6 +47,7 @@ ACCEPTED_FIELDS = {"messages", "model", "n", "temperature", "top_p", "max_tokens
                    "seed", "logprobs", "top_logprobs", "stream"}
 # Fields that change nothing here; any other unknown field is an error, never silently ignored.
 IGNORED_FIELDS = {"user", "metadata", "store"}
+PROBE_CHARS_PER_TOKEN = 8  # prose averages 3-5 characters a token: a prefix this long settles an oversize prompt
 __all__ = ["RequestError", "ChatContext", "chat_completion", "load_context", "make_server", "main"]
 
 
@@ -59,6 +60,7 @@ class ChatContext:
     image_processor: Any | None
     model_name: str
     max_model_len: int  # prompt + completion tokens
+    max_token_chars: int  # characters of the longest vocabulary entry (bounds characters per token)
     cfg: ServeConfig = field(default_factory=ServeConfig)
     lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time
     decode_slots: threading.BoundedSemaphore = field(init=False)  # image decodes at once
@@ -127,7 +129,7 @@ def build_prompt(ctx: ChatContext, messages: Any) -> Prompt:
         raise RequestError(400, f"{len(urls)} images in one request; this server takes at most "
                                 f"{ctx.cfg.max_images_per_request}", "messages")
     text = ctx.tokenizer.apply_chat_template(hf_messages, add_generation_prompt=True, tokenize=False)
-    token_ids = ctx.tokenizer(text, add_special_tokens=False)["input_ids"]
+    token_ids = tokenize_prompt(ctx.tokenizer, text, ctx.max_model_len, ctx.max_token_chars)
     if not urls:
         return Prompt(token_ids=token_ids, text=text)
     if ctx.image_processor is None:
@@ -182,6 +184,27 @@ def parse_sampling(body: dict, default_max_tokens: int) -> tuple[SamplingConfig,
         first = err.errors()[0]
         field = {"max_new_tokens": "max_tokens"}.get(str(first["loc"][0]), str(first["loc"][0]))
         raise RequestError(400, f"`{field}`: {first['msg']}", field) from None
+
+
+def _messages_too_long(max_model_len: int, how: str) -> RequestError:
+    return RequestError(400, f"This model's maximum context length is {max_model_len} tokens. However, your messages "
+                             f"alone are longer ({how}). Please reduce the length of the messages.", "messages")
+
+
+def tokenize_prompt(tokenizer, text: str, max_model_len: int, max_token_chars: int) -> list[int]:
+    """Token ids of a prompt text. A text that cannot fit the context is refused without tokenizing all
+    of it (a 32 MB body takes minutes): first by length (no token spans more than `max_token_chars`
+    characters), then by the tokens of a prefix of PROBE_CHARS_PER_TOKEN characters per context token,
+    cut before a space so that it has at most one token more than the same stretch of the whole text."""
+    if len(text) > max_model_len * max_token_chars:
+        raise _messages_too_long(max_model_len, f"{len(text)} characters, at most {max_token_chars} per token")
+    probe = max_model_len * PROBE_CHARS_PER_TOKEN
+    cut = text.rfind(" ", 0, probe) if len(text) > probe else -1
+    if cut > 0:
+        head = len(tokenizer(text[:cut], add_special_tokens=False)["input_ids"])
+        if head > max_model_len + 1:
+            raise _messages_too_long(max_model_len, f"their first {cut} characters are {head} tokens")
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def context_length_error(max_model_len: int, prompt_tokens: int, completion_tokens: int) -> RequestError:
@@ -375,9 +398,10 @@ def load_context(model_dir: str, dtype: str, device: str, max_batch: int, defaul
     has_images = (Path(model_dir) / "preprocessor_config.json").is_file()
     image_processor = AutoImageProcessor.from_pretrained(model_dir) if has_images else None
     model_len = engine.model.config.get_text_config().max_position_embeddings
+    longest_token = max(len(token) for token in engine.tokenizer.get_vocab())
     return ChatContext(engine=engine, tokenizer=engine.tokenizer, image_processor=image_processor,
                        model_name=cfg.served_model_name or Path(model_dir).resolve().name,
-                       max_model_len=cfg.max_model_len or model_len, cfg=cfg)
+                       max_model_len=cfg.max_model_len or model_len, max_token_chars=longest_token, cfg=cfg)
 
 
 def _default(name: str) -> Any:

@@ -241,6 +241,14 @@ def test_prompt_longer_than_the_context_is_refused(served):
     assert f"maximum context length is {CONTEXT} tokens" in reply["error"]["message"]
 
 
+def test_a_30_mb_prompt_is_refused_without_tokenizing_it(served):
+    """Tokenizing 32 MB of text takes minutes on 2 cores: the length alone settles it."""
+    start = time.monotonic()
+    got, reply = chat(served, {"messages": _text("what is the image about, tell me " * 900_000)})
+    assert got == 400 and reply["error"]["param"] == "messages" and "characters" in reply["error"]["message"]
+    assert time.monotonic() - start < 10
+
+
 def test_prompt_plus_max_tokens_over_the_context_is_refused(served):
     status, ok = chat(served, {"messages": _text(), "max_tokens": 2, "temperature": 0})
     assert status == 200, ok

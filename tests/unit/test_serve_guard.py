@@ -9,7 +9,7 @@ import pytest
 from nemo_vtp.generation import http_guard, serve_media, server
 from nemo_vtp.generation.http_guard import RequestError, bearer_ok, content_length
 from nemo_vtp.generation.serve_media import LOCAL_MEDIA_REFUSED, local_image_path
-from nemo_vtp.generation.server import completion_budget
+from nemo_vtp.generation.server import completion_budget, tokenize_prompt
 
 
 @pytest.mark.parametrize("module", [http_guard, serve_media, server])
@@ -87,3 +87,45 @@ def test_local_image_path(tmp_path):
         assert (err.value.status, err.value.message) == (400, LOCAL_MEDIA_REFUSED), refused
     with pytest.raises(RequestError):
         local_image_path(str(root / "sub" / "a.png"), None, "p")  # no root: nothing local
+
+
+class _TenCharTokenizer:
+    """One token per 10 characters; records the lengths of the texts it was asked to tokenize."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        self.calls.append(len(text))
+        return {"input_ids": list(range(-(-len(text) // 10)))}
+
+
+@pytest.mark.parametrize(("chars", "refused", "calls"), [
+    (500, False, [500]),  # short: tokenized once, whole
+    (900, False, [799, 900]),  # past the probe (800 characters) but fits: a prefix, then the whole
+    (999, False, [799, 999]),
+    (1001, True, []),  # over 100 tokens x 10 characters: refused by length alone
+])
+def test_tokenize_prompt_refuses_without_tokenizing_everything(chars, refused, calls):
+    text = ("a" * 9 + " ") * (chars // 10) + "b" * (chars % 10)
+    tokenizer = _TenCharTokenizer()
+    if refused:
+        with pytest.raises(RequestError) as err:
+            tokenize_prompt(tokenizer, text, 100, 10)
+        assert err.value.param == "messages" and "maximum context length is 100 tokens" in err.value.message
+    else:
+        assert len(tokenize_prompt(tokenizer, text, 100, 10)) == -(-chars // 10)
+    assert tokenizer.calls == calls
+
+
+def test_tokenize_prompt_refuses_long_prose_from_a_prefix():
+    from nemo_vtp.data.tokenizer import load_tokenizer
+
+    tokenizer, lengths = load_tokenizer(), []
+    counting = lambda text, add_special_tokens: (lengths.append(len(text)), tokenizer(text, add_special_tokens=False))[1]  # noqa: E731
+    prose = "what is the image about, tell me " * 150  # 4,950 characters (under 256 x 20), ~2,200 tokens
+    with pytest.raises(RequestError) as err:
+        tokenize_prompt(counting, prose, 256, 20)
+    assert "first" in err.value.message and lengths == [prose.rfind(" ", 0, 256 * 8)]
+    short = "what is the image about"
+    assert tokenize_prompt(tokenizer, short, 256, 20) == tokenizer(short, add_special_tokens=False)["input_ids"]
