@@ -5,6 +5,8 @@ key, a body cap, a token budget, a pixel cap checked before decoding, bounded de
 files unless a root is named, a connection cap and read deadlines (docs/guarantees.md, "Server").
 """
 
+from typing import Literal
+
 from pydantic import Field
 
 from nemo_vtp.config.base import Section
@@ -17,7 +19,7 @@ class ServeConfig(Section):
     host: str = "127.0.0.1"  # bind address; loopback unless the server is meant to be reached from elsewhere
     port: int = Field(8000, ge=0, le=65535)  # TCP port; 0 picks a free one
     device: str = "cpu"  # torch device of the engine, e.g. cpu or cuda
-    dtype: str = "auto"  # engine weights: auto, float32 or bfloat16
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # engine weights; auto: bfloat16 on GPU, float32 on CPU
     max_batch: int = Field(64, ge=1)  # sequences per forward (prompts x n); also the largest `n` a request may ask
     max_tokens: int = Field(256, ge=1)  # max_tokens of a request that sets none (cut to what the context leaves)
     served_model_name: str | None = None  # model id to report and accept; None: the model folder's name

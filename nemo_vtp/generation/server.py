@@ -207,8 +207,13 @@ def tokenize_prompt(tokenizer, text: str, max_model_len: int, max_token_chars: i
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def context_length_error(max_model_len: int, prompt_tokens: int, completion_tokens: int) -> RequestError:
-    """The error of a request that does not fit the context (vLLM's wording)."""
+def context_length_error(max_model_len: int, prompt_tokens: int | None, completion_tokens: int) -> RequestError:
+    """The error of a request that does not fit the context (vLLM's wording); prompt_tokens None: not
+    counted yet, the completion alone is too long."""
+    if prompt_tokens is None:
+        return RequestError(400, f"This model's maximum context length is {max_model_len} tokens. However, you "
+                                 f"requested {completion_tokens} tokens in the completion alone. Please reduce "
+                                 "max_tokens.", "max_tokens")
     return RequestError(
         400, f"This model's maximum context length is {max_model_len} tokens. However, you requested "
              f"{prompt_tokens + completion_tokens} tokens ({prompt_tokens} in the messages, {completion_tokens} "
@@ -263,7 +268,7 @@ def chat_completion(ctx: ChatContext, body: Any) -> dict:
         raise RequestError(400, f"`n` is {sampling.n}; this server samples at most {ctx.cfg.max_batch}", "n")
     requested = None if requested_max_tokens(body) is None else sampling.max_new_tokens
     if requested is not None and requested >= ctx.max_model_len:  # refused before any image is decoded
-        raise context_length_error(ctx.max_model_len, 1, requested)
+        raise context_length_error(ctx.max_model_len, None, requested)
     prompt = build_prompt(ctx, body["messages"])
     budget = completion_budget(ctx.max_model_len, len(prompt.token_ids), requested, ctx.cfg.max_tokens)
     sampling = sampling.model_copy(update={"max_new_tokens": budget})
