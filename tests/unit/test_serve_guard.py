@@ -6,13 +6,13 @@ from email.message import Message
 
 import pytest
 
-from nemo_vtp.generation import http_guard, serve_media, server
+from nemo_vtp.generation import chat_request, http_guard, serve_media, server
+from nemo_vtp.generation.chat_request import completion_budget, tokenize_prompt
 from nemo_vtp.generation.http_guard import RequestError, bearer_ok, content_length
 from nemo_vtp.generation.serve_media import LOCAL_MEDIA_REFUSED, local_image_path
-from nemo_vtp.generation.server import completion_budget, tokenize_prompt
 
 
-@pytest.mark.parametrize("module", [http_guard, serve_media, server])
+@pytest.mark.parametrize("module", [chat_request, http_guard, serve_media, server])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 
