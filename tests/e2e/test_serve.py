@@ -33,7 +33,7 @@ def media_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ctx(model_dir, media_root):
-    cfg = ServeConfig(allowed_local_media_path=str(media_root), max_images_per_request=2)
+    cfg = ServeConfig(allowed_local_media_path=str(media_root))
     return load_context(str(model_dir), dtype="float32", device="cpu", max_batch=16, default_max_tokens=8, cfg=cfg)
 
 
