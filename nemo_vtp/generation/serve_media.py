@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import threading
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from nemo_vtp.generation.http_guard import RequestError
 # One answer for every refused local path, so that errors do not tell which files exist.
 LOCAL_MEDIA_REFUSED = ("local image paths are refused unless they name a readable file under the server's "
                        "--allowed-local-media-path: send the image as a base64 data URL")
+
+# The formats OpenAI's API takes. Others are refused before PIL picks a plugin by the bytes: EPS would
+# run Ghostscript, and rarer decoders are attack surface nobody here needs.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 
 
 def local_image_path(url: str, root: Path | None, param: str) -> Path:
@@ -62,10 +67,25 @@ def load_image(url: str, param: str, *, root: Path | None, max_image_pixels: int
         raise RequestError(400, "remote image URLs are not fetched: send a base64 data URL", param)
     else:
         ref = str(local_image_path(url, root, param))
+    _check_format(ref, param)
     try:
         return open_image(ref, max_image_pixels)
     except (ImageError, ValueError) as err:
         raise RequestError(400, f"cannot use the image: {err}", param) from None
+
+
+def _check_format(ref: bytes | str, param: str) -> None:
+    """RequestError 400 unless the image's header says one of IMAGE_FORMATS (only the header is read)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref, formats=IMAGE_FORMATS):
+            pass
+    except Image.DecompressionBombError as err:
+        raise RequestError(400, f"cannot use the image: {err}", param) from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise RequestError(400, f"cannot use the image: not a readable {', '.join(IMAGE_FORMATS)} image",
+                           param) from None
 
 
 def encode_images(image_processor, urls: list[tuple[str, str]], *, root: Path | None, max_image_pixels: int,

@@ -8,6 +8,7 @@ loop and wait is bounded; all traffic stays on loopback."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import socket
 import struct
@@ -274,6 +275,21 @@ def test_oversize_images_are_refused_from_the_header_without_decoding(served):
     for got, reply in replies:
         assert got == 400 and "over the limit of 50000000" in reply["error"]["message"], reply
     assert _proc_status(served.pid, "VmHWM") - peak_before < 100_000  # kB
+
+
+def _encoded(fmt: str) -> bytes:
+    if fmt == "EPS":  # PIL would hand this to Ghostscript on load
+        return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 56 56\nshowpage\n"
+    buffer = io.BytesIO()
+    make_image(0).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "TIFF", "BMP", "ICO"])
+def test_image_formats_beyond_png_jpeg_webp_gif_are_refused(served, fmt):
+    got, reply = chat(served, {"messages": _image(data_url(_encoded(fmt))), "max_tokens": 1})
+    assert got == 400 and "not a readable PNG, JPEG, WEBP, GIF image" in reply["error"]["message"], reply
+    assert chat(served, {"messages": _image(data_url(_encoded("JPEG"))), "max_tokens": 1})[0] == 200
 
 
 def test_too_many_images_in_one_request_are_refused(served):
