@@ -1,170 +1,53 @@
 """`nemo-vtp serve`: an OpenAI-compatible chat-completions endpoint over the TorchEngine.
 
-    nemo-vtp serve --model HF_DIR [--host 127.0.0.1] [--port 8000]
+    nemo-vtp serve --model HF_DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY]
 
 Routes: `POST /v1/chat/completions` (text and image content parts; an image is an `image_url` with a
-base64 data URL or a local file path; `n`, `temperature`, `top_p`, `max_tokens`, `stop`, `seed`,
-`logprobs`, `top_logprobs`), `GET /v1/models`, `GET /health`. Bad requests get a 4xx JSON error naming
-the field. Requests are served by threads; generation is serialised by one lock. Loopback by default:
-the server reads local image files on request, so expose it only to clients you trust.
+base64 data URL, or a local path / `file://` URL under `--allowed-local-media-path`; `n`, `temperature`,
+`top_p`, `max_tokens`, `stop`, `seed`, `logprobs`, `top_logprobs`), `GET /v1/models`, `GET /health`.
+Bad requests get a 4xx JSON error naming the field. Every route but /health needs the API key
+(`--api-key` or NEMO_VTP_API_KEY) when one is set. Requests are served by threads, at most
+`--max-connections`; generation is serialised by one lock and image decodes are bounded. The
+limits are listed in `nemo_vtp.config.serve.ServeConfig`.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
+import os
 import sys
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from nemo_vtp.config.generation import SamplingConfig
-from nemo_vtp.generation.engine import Prompt, Rollout, expand_image_pads
+from nemo_vtp.config.serve import API_KEY_ENV, ServeConfig
+from nemo_vtp.generation.chat_request import (
+    ChatContext,
+    build_prompt,
+    completion_budget,
+    context_length_error,
+    parse_sampling,
+    requested_max_tokens,
+)
+from nemo_vtp.generation.engine import Rollout
+from nemo_vtp.generation.http_guard import (
+    DeadlineReader,
+    GuardedHTTPServer,
+    RequestError,
+    bearer_ok,
+    content_length,
+    error_body,
+)
 
-MAX_BODY_BYTES = 32 * 1024 * 1024  # a request larger than this (images included) is refused with 413
-ACCEPTED_FIELDS = {"messages", "model", "n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop",
-                   "seed", "logprobs", "top_logprobs", "stream"}
-# Fields that change nothing here; any other unknown field is an error, never silently ignored.
-IGNORED_FIELDS = {"user", "metadata", "store"}
-
-
-class RequestError(Exception):
-    """A request we refuse: HTTP status, message, and the offending field (OpenAI error shape)."""
-
-    def __init__(self, status: int, message: str, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param = status, message, param
-
-
-@dataclass
-class ChatContext:
-    """What a request handler needs: the engine, how to build prompts, and the served name."""
-
-    engine: Any  # an Engine
-    tokenizer: Any
-    image_processor: Any | None
-    model_name: str
-    default_max_tokens: int = 256
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time
-
-
-# ---------------------------------------------------------------------- request -> Prompt
-def load_image(url: str, param: str):
-    """A PIL RGB image from a `data:image/...;base64,` URL, a `file://` URL or a local path."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if url.startswith("data:"):
-            header, _, payload = url.partition(",")
-            if ";base64" not in header:
-                raise RequestError(400, "image data URLs must be base64 encoded", param)
-            source: Any = io.BytesIO(base64.b64decode(payload, validate=True))
-        elif url.startswith(("http://", "https://")):
-            raise RequestError(400, "remote image URLs are not fetched: send a base64 data URL or a local path", param)
-        else:
-            source = Path(url.removeprefix("file://"))
-            if not source.is_file():
-                raise RequestError(400, f"image file not found: {source}", param)
-        with Image.open(source) as image:
-            return image.convert("RGB")
-    except (ValueError, UnidentifiedImageError, OSError) as err:
-        raise RequestError(400, f"cannot read the image: {err}", param) from None
-
-
-def to_hf_messages(messages: Any) -> tuple[list[dict], list]:
-    """OpenAI chat messages -> (messages for the HF chat template, images in order)."""
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "`messages` must be a non-empty list", "messages")
-    hf_messages, images = [], []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
-            raise RequestError(400, f"{where} needs a role of system, user or assistant", where)
-        content = message.get("content")
-        if isinstance(content, str):
-            hf_messages.append({"role": message["role"], "content": content})
-            continue
-        if not isinstance(content, list):
-            raise RequestError(400, f"{where}.content must be a string or a list of parts", f"{where}.content")
-        parts = []
-        for j, part in enumerate(content):
-            at = f"{where}.content[{j}]"
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
-                parts.append({"type": "text", "text": part["text"]})
-            elif kind == "image_url":
-                url = part.get("image_url")
-                url = url.get("url") if isinstance(url, dict) else url
-                if not isinstance(url, str):
-                    raise RequestError(400, f"{at}.image_url.url must be a string", at)
-                images.append(load_image(url, at))
-                parts.append({"type": "image"})
-            else:
-                raise RequestError(400, f"{at}: supported parts are text and image_url", at)
-        hf_messages.append({"role": message["role"], "content": parts})
-    return hf_messages, images
-
-
-def build_prompt(messages: Any, tokenizer, image_processor) -> Prompt:
-    """Chat messages -> a Prompt with expanded image pads, pixel values and grids."""
-    hf_messages, images = to_hf_messages(messages)
-    text = tokenizer.apply_chat_template(hf_messages, add_generation_prompt=True, tokenize=False)
-    token_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not images:
-        return Prompt(token_ids=token_ids, text=text)
-    if image_processor is None:
-        raise RequestError(400, "this model folder has no image processor: send text only", "messages")
-    encoded = image_processor(images=images, return_tensors="pt")
-    grid = encoded["image_grid_thw"]
-    per_image = (grid.prod(-1) // image_processor.merge_size**2).tolist()
-    image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
-    try:
-        token_ids = expand_image_pads(token_ids, image_pad, per_image)
-    except ValueError as err:
-        raise RequestError(400, f"the chat template and the images disagree: {err}", "messages") from None
-    return Prompt(token_ids=token_ids, pixel_values=encoded["pixel_values"], image_grid_thw=grid, images=images,
-                  text=text)
-
-
-def parse_sampling(body: dict, default_max_tokens: int) -> tuple[SamplingConfig, bool]:
-    """Request fields -> (SamplingConfig, whether to return log-probs)."""
-    unknown = sorted(set(body) - ACCEPTED_FIELDS - IGNORED_FIELDS)
-    if unknown:
-        raise RequestError(400, f"unsupported request field(s): {', '.join(unknown)}", unknown[0])
-    if body.get("stream"):
-        raise RequestError(400, "streaming is not supported: set stream=false", "stream")
-    logprobs = body.get("logprobs") or False
-    if not isinstance(logprobs, bool):
-        raise RequestError(400, "`logprobs` must be a boolean", "logprobs")
-    top = body.get("top_logprobs") or 0
-    if top and not logprobs:
-        raise RequestError(400, "`top_logprobs` needs `logprobs: true`", "top_logprobs")
-    stop = body.get("stop") or []
-    stop = [stop] if isinstance(stop, str) else stop
-    values = {
-        "n": body.get("n", 1),
-        "temperature": body.get("temperature", 1.0),
-        "top_p": body.get("top_p", 1.0),
-        "max_new_tokens": next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None),
-                               default_max_tokens),
-        "stop": stop,
-        "seed": body.get("seed"),
-        "top_logprobs": top,
-    }
-    try:
-        return SamplingConfig(**values), logprobs
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = {"max_new_tokens": "max_tokens"}.get(str(first["loc"][0]), str(first["loc"][0]))
-        raise RequestError(400, f"`{field}`: {first['msg']}", field) from None
+__all__ = ["RequestError", "ChatContext", "chat_completion", "load_context", "make_server", "main"]
 
 
 # ---------------------------------------------------------------------- Rollout -> response
@@ -195,8 +78,15 @@ def chat_completion(ctx: ChatContext, body: Any) -> dict:
         raise RequestError(400, "missing required field `messages`", "messages")
     if body.get("model") not in (None, ctx.model_name):
         raise RequestError(404, f"model {body['model']!r} not found; this server serves {ctx.model_name!r}", "model")
-    sampling, with_logprobs = parse_sampling(body, ctx.default_max_tokens)
-    prompt = build_prompt(body["messages"], ctx.tokenizer, ctx.image_processor)
+    sampling, with_logprobs = parse_sampling(body, ctx.cfg.max_tokens)
+    if sampling.n > ctx.cfg.max_batch:
+        raise RequestError(400, f"`n` is {sampling.n}; this server samples at most {ctx.cfg.max_batch}", "n")
+    requested = None if requested_max_tokens(body) is None else sampling.max_new_tokens
+    if requested is not None and requested >= ctx.max_model_len:  # refused before any image is decoded
+        raise context_length_error(ctx.max_model_len, None, requested)
+    prompt = build_prompt(ctx, body["messages"])
+    budget = completion_budget(ctx.max_model_len, len(prompt.token_ids), requested, ctx.cfg.max_tokens)
+    sampling = sampling.model_copy(update={"max_new_tokens": budget})
     with ctx.lock:
         rollouts = ctx.engine.generate([prompt], sampling)[0]
     completion_tokens = sum(r.length for r in rollouts)
@@ -212,51 +102,96 @@ def chat_completion(ctx: ChatContext, body: Any) -> dict:
 
 
 # ---------------------------------------------------------------------- HTTP
-def _error_body(err: RequestError) -> dict:
-    kind = "invalid_request_error" if err.status < 500 else "server_error"
-    return {"error": {"message": err.message, "type": kind, "param": err.param, "code": err.status}}
-
-
 def make_handler(ctx: ChatContext) -> type[BaseHTTPRequestHandler]:
+    cfg = ctx.cfg
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        default_request_version = "HTTP/1.1"  # a garbled request line still gets a status line, not HTTP/0.9
+        server: GuardedHTTPServer
+
+        def setup(self) -> None:
+            super().setup()
+            self._reader = DeadlineReader(self.connection)
+            self.rfile = io.BufferedReader(self._reader)
+
+        def handle_one_request(self) -> None:
+            self._reader.deadline = time.monotonic() + cfg.request_timeout_s  # headers and body within it
+            self.server.mark_waiting(self.connection)
+            try:
+                super().handle_one_request()
+            except OSError:  # reset by the client, or closed to make room for a new connection
+                self.close_connection = True
 
         def _send(self, status: int, payload: dict) -> None:
             data = json.dumps(payload).encode("utf-8")
+            self.connection.settimeout(cfg.request_timeout_s)  # a client that never reads cannot hold us
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if status == 401:
+                self.send_header("WWW-Authenticate", "Bearer")
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """Malformed request lines and headers: the same JSON error shape as every other refusal."""
+            self.close_connection = True
+            self._send(code, error_body(RequestError(code, message or HTTPStatus(code).phrase)))
+
         def do_GET(self) -> None:
-            if self.path == "/health":
-                self._send(200, {"status": "ok"})
-            elif self.path == "/v1/models":
-                self._send(200, {"object": "list", "data": [
-                    {"id": ctx.model_name, "object": "model", "created": 0, "owned_by": "nemo_vtp"}]})
-            else:
-                self._send(404, _error_body(RequestError(404, f"no route GET {self.path}")))
+            self.server.mark_busy(self.connection)
+            self._answer(self._get)
 
         def do_POST(self) -> None:
+            self._answer(self._post)
+
+        def _answer(self, route_fn) -> None:
+            route = urlsplit(self.path).path
             try:
-                if self.path != "/v1/chat/completions":
-                    raise RequestError(404, f"no route POST {self.path}")
-                self._send(200, chat_completion(ctx, self._read_json()))
+                if route != "/health" and cfg.api_key is not None and \
+                        not bearer_ok(self.headers.get("Authorization"), cfg.api_key):
+                    self.close_connection = True  # a POST body stays unread
+                    raise RequestError(401, "missing or wrong API key: send the header `Authorization: Bearer KEY`")
+                status, payload = route_fn(route)
             except RequestError as err:
-                self._send(err.status, _error_body(err))
+                status, payload = err.status, error_body(err)
             except Exception as err:  # noqa: BLE001 (an engine failure answers 500 and keeps the server up)
-                self._send(500, _error_body(RequestError(500, f"{type(err).__name__}: {err}")))
+                status, payload = 500, error_body(RequestError(500, f"{type(err).__name__}: {err}"))
+            self._send(status, payload)
+
+        def _get(self, route: str) -> tuple[int, dict]:
+            if route == "/health":
+                return 200, {"status": "ok"}
+            if route == "/v1/models":
+                return 200, {"object": "list", "data": [
+                    {"id": ctx.model_name, "object": "model", "created": 0, "owned_by": "nemo_vtp"}]}
+            raise RequestError(404, f"no route GET {route}")
+
+        def _post(self, route: str) -> tuple[int, dict]:
+            if route != "/v1/chat/completions":
+                self.close_connection = True
+                raise RequestError(404, f"no route POST {route}")
+            body = self._read_json()
+            self.server.mark_busy(self.connection)
+            return 200, chat_completion(ctx, body)
 
         def _read_json(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self.close_connection = True  # the unread body would otherwise be parsed as the next request
-                raise RequestError(413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")
+            self.close_connection = True  # until the whole body is read, the next bytes are not a request
+            length = content_length(self.headers, cfg.max_body_bytes)
             try:
-                return json.loads(self.rfile.read(length) or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise RequestError(400, f"the request body is not valid JSON: {err}") from None
+                data = self.rfile.read(length)
+            except TimeoutError:
+                raise RequestError(408, f"the request body did not arrive within {cfg.request_timeout_s} s") from None
+            if len(data) < length:
+                raise RequestError(400, f"the body ended after {len(data)} of {length} bytes")
+            self.close_connection = False
+            try:
+                return json.loads(data or b"null")
+            except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, an int of 10^5 digits, deep nesting
+                raise RequestError(400, f"the request body is not valid JSON: {type(err).__name__}: {err}") from None
 
         def log_message(self, fmt: str, *args) -> None:
             sys.stderr.write(f"serve: {self.address_string()} {fmt % args}\n")
@@ -264,45 +199,90 @@ def make_handler(ctx: ChatContext) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(ctx: ChatContext, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    """A ready (not yet serving) HTTP server; port 0 picks a free port (see `server.server_address`)."""
-    server = ThreadingHTTPServer((host, port), make_handler(ctx))
-    server.daemon_threads = True
-    return server
+def make_server(ctx: ChatContext, host: str | None = None, port: int | None = None) -> GuardedHTTPServer:
+    """A ready (not yet serving) HTTP server; port 0 picks a free port (see `server.server_address`).
+    Host and port default to the context's config."""
+    address = (ctx.cfg.host if host is None else host, ctx.cfg.port if port is None else port)
+    return GuardedHTTPServer(address, make_handler(ctx), ctx.cfg.max_connections)
 
 
-def load_context(model_dir: str, dtype: str, device: str, max_batch: int, default_max_tokens: int) -> ChatContext:
+def load_context(model_dir: str, dtype: str, device: str, max_batch: int, default_max_tokens: int,
+                 cfg: ServeConfig | None = None) -> ChatContext:
+    """Load the engine and processors of an HF folder; `cfg` gives the limits (defaults when None)."""
     from transformers import AutoImageProcessor
 
     from nemo_vtp.generation.torch_engine import TorchEngine
 
+    cfg = (cfg or ServeConfig()).model_copy(update={"max_batch": max_batch, "max_tokens": default_max_tokens})
     engine = TorchEngine.from_pretrained(model_dir, dtype=dtype, device=device, max_batch=max_batch)
     has_images = (Path(model_dir) / "preprocessor_config.json").is_file()
     image_processor = AutoImageProcessor.from_pretrained(model_dir) if has_images else None
+    model_len = engine.model.config.get_text_config().max_position_embeddings
+    longest_token = max(len(token) for token in engine.tokenizer.get_vocab())
     return ChatContext(engine=engine, tokenizer=engine.tokenizer, image_processor=image_processor,
-                       model_name=Path(model_dir).resolve().name, default_max_tokens=default_max_tokens)
+                       model_name=cfg.served_model_name or Path(model_dir).resolve().name,
+                       max_model_len=cfg.max_model_len or model_len, max_token_chars=longest_token, cfg=cfg)
+
+
+def _default(name: str) -> Any:
+    return ServeConfig.model_fields[name].default
+
+
+def parse_args(argv: list[str]) -> tuple[str, ServeConfig]:
+    """Command line -> (model folder, ServeConfig); every default comes from ServeConfig."""
+    p = argparse.ArgumentParser(prog="nemo-vtp serve", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="HF Qwen2.5-VL folder (weights, tokenizer, image processor)")
+    p.add_argument("--host", default=_default("host"), help="bind address (default: loopback only)")
+    p.add_argument("--port", type=int, default=_default("port"), help="TCP port; 0 picks a free one")
+    p.add_argument("--device", default=_default("device"), help="torch device for the engine, e.g. cpu or cuda")
+    p.add_argument("--dtype", default=_default("dtype"), choices=["auto", "float32", "bfloat16"])
+    p.add_argument("--max-batch", type=int, default=_default("max_batch"), help="sequences per forward; the largest n")
+    p.add_argument("--max-tokens", type=int, default=_default("max_tokens"), help="max_tokens when a request sets none")
+    p.add_argument("--served-model-name", default=None, help="model id to report (default: folder name)")
+    p.add_argument("--api-key", default=None, help=f"bearer token required on every route but /health "
+                                                   f"(default: ${API_KEY_ENV}; unset: no authentication)")
+    p.add_argument("--max-model-len", type=int, default=None, help="prompt + completion tokens (default: the model's)")
+    p.add_argument("--max-body-bytes", type=int, default=_default("max_body_bytes"), help="request body cap")
+    p.add_argument("--max-image-pixels", type=int, default=_default("max_image_pixels"), help="raw image area cap")
+    p.add_argument("--max-images-per-request", type=int, default=_default("max_images_per_request"))
+    p.add_argument("--max-concurrent-decodes", type=int, default=_default("max_concurrent_decodes"))
+    p.add_argument("--allowed-local-media-path", default=None, help="folder image paths may name (default: none)")
+    p.add_argument("--max-connections", type=int, default=_default("max_connections"), help="open connections cap")
+    p.add_argument("--request-timeout-s", type=float, default=_default("request_timeout_s"),
+                   help="seconds to receive one request or send one reply")
+    args = vars(p.parse_args(argv))
+    model = args.pop("model")
+    args["api_key"] = args["api_key"] or os.environ.get(API_KEY_ENV) or None
+    return model, ServeConfig(**args)
+
+
+def check_setup(model: str, cfg: ServeConfig) -> str | None:
+    """What is wrong with the command line before anything loads, or None."""
+    if not (Path(model) / "config.json").is_file():
+        return f"--model {model}: no config.json there (expected an HF model folder)"
+    root = cfg.allowed_local_media_path
+    if root is not None and not Path(root).is_dir():
+        return f"--allowed-local-media-path {root}: not a folder"
+    return None
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="nemo-vtp serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="HF Qwen2.5-VL folder (weights, tokenizer, image processor)")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one")
-    parser.add_argument("--device", default="cpu", help="torch device for the engine, e.g. cpu or cuda")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--max-batch", type=int, default=64, help="sequences per forward (prompts x n)")
-    parser.add_argument("--max-tokens", type=int, default=256, help="max_tokens when a request sets none")
-    parser.add_argument("--served-model-name", default=None, help="model id to report (default: folder name)")
-    args = parser.parse_args(argv)
-    if not (Path(args.model) / "config.json").is_file():
-        print(f"error: --model {args.model}: no config.json there (expected an HF model folder)", file=sys.stderr)
+    try:
+        model, cfg = parse_args(argv)
+    except ValidationError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    ctx = load_context(args.model, args.dtype, args.device, args.max_batch, args.max_tokens)
-    if args.served_model_name:
-        ctx.model_name = args.served_model_name
-    server = make_server(ctx, args.host, args.port)
+    problem = check_setup(model, cfg)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if cfg.api_key is None and cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {cfg.host} without an API key (--api-key or ${API_KEY_ENV})", file=sys.stderr)
+    ctx = load_context(model, cfg.dtype, cfg.device, cfg.max_batch, cfg.max_tokens, cfg)
+    server = make_server(ctx)
     host, port = server.server_address[:2]
-    print(f"serving {ctx.model_name} on http://{host}:{port}/v1 (Ctrl-C to stop)", flush=True)
+    auth = "API key required" if cfg.api_key else "no API key"
+    print(f"serving {ctx.model_name} on http://{host}:{port}/v1 ({auth}; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -59,11 +59,12 @@ def metrics(run_dir: Path, key: str) -> dict[int, float]:
     return out
 
 
-def start_serve_process(model_dir) -> subprocess.Popen:
-    """`nemo-vtp serve --model MODEL_DIR --port 0` as a user starts it; its first stdout line names the address.
+def start_serve_process(model_dir, *extra: str, environ: dict[str, str] | None = None) -> subprocess.Popen:
+    """`nemo-vtp serve --model MODEL_DIR --port 0 [EXTRA...]` as a user starts it (in `environ`, default: ours);
+    its first stdout line names the address.
 
     A shell starts background jobs with SIGINT ignored and Python keeps an ignored SIGINT: the server gets
     the terminal's default, so that Ctrl-C (SIGINT) stops it also when the suite runs in the background."""
-    return subprocess.Popen([sys.executable, "-m", "nemo_vtp.cli", "serve", "--model", str(model_dir), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    return subprocess.Popen([sys.executable, "-m", "nemo_vtp.cli", "serve", "--model", str(model_dir), "--port", "0",
+                             *extra], env=environ, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
