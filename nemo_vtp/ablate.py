@@ -83,7 +83,8 @@ def plan(cfg) -> list[RunSpec]:
 
 def rl_command(recipe: str, overrides: list[str], spec: RunSpec, nproc: int) -> list[str]:
     """The Stage II command of one run: the user's overrides, then the run's folder, seed and switches."""
-    run = [f"run.output_dir={spec.run_dir}", f"run.seed={spec.seed}", "ablation.task=null",
+    run = [f"run.output_dir={spec.run_dir}", f"checkpoint.save_dir={spec.run_dir / 'checkpoints'}",
+           f"run.seed={spec.seed}", "ablation.task=null",
            *(f"rewards.enabled.{term}=false" for term in ARM_OFF[spec.arm])]
     launcher = [sys.executable]
     if nproc > 1:

@@ -47,6 +47,7 @@ def test_plan_and_arm_switches(tmp_path):
         assert switched == set(off) and cmd[cmd.index("r.yaml") + 1] == "x=1"
         # The run's own keys come after the user's, so they win; the child is never an array task.
         assert cmd.index("x=1") < cmd.index(f"run.output_dir={tmp_path}") and "ablation.task=null" in cmd
+        assert f"checkpoint.save_dir={tmp_path / 'checkpoints'}" in cmd  # never a save_dir the recipe shares
     assert set(ARM_OFF["acc-fmt"]) == {"vkey", "tkey", "cons", "rep"} and ARM_OFF["full"] == ()
     torchrun = rl_command("r.yaml", [], RunSpec("full", 0, 7, tmp_path), nproc=8)
     assert "torch.distributed.run" in torchrun and "--nproc-per-node=8" in torchrun
