@@ -130,3 +130,15 @@ def test_finished_results_reads_result_files_in_plan_order(tmp_path):
         specs[k].run_dir.mkdir()
         (specs[k].run_dir / "result.json").write_text(json.dumps({"arm": "full", "seed_index": k}))
     assert [r["seed_index"] for r in finished_results(specs)] == [0, 2]
+
+
+@pytest.mark.parametrize("module", ["nemo_vtp.ablate", "nemo_vtp.ablate_metrics", "nemo_vtp.eval.prompts",
+                                    "nemo_vtp.data.instruction", "nemo_vtp.data.clean_sft",
+                                    "nemo_vtp.data.scripted_teacher", "nemo_vtp.eval.benchmarks.mmmu",
+                                    "nemo_vtp.dapo"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    failures, tried = doctest.testmod(importlib.import_module(module), verbose=False)
+    assert tried > 0 and failures == 0
