@@ -19,7 +19,8 @@ For one sample:
        question, i.e. the share of its items the formal description backs, 0 on a conflict;
 4. overall = 0.30 s_f + 0.35 s_c + 0.30 s_a + 0.05 s_m (configurable); kept when >= threshold and,
    with `require_correct_answer` (ours), when the rewrite's answer equals the gold answer (recorded as
-   `gold_match`). The judges are not asked when even s_f = s_c = 1 could not reach the threshold.
+   `gold_match`; checked first, so a wrong answer costs no judge request). The judges are not asked
+   when even s_f = s_c = 1 could not reach the threshold.
 A kept sample gets the rewrite as `response` and `meta.clean_sft` (JSON: the scores and prompt versions).
 """
 
@@ -150,6 +151,8 @@ class Cleaner:
                   "s_a": reasoning_answer_agreement(sections.think, sections.answer, sample.choices),
                   "s_m": consistency(sections.description, "", formal, question)}
         gold_match = accuracy(sections.answer, {"answer": sample.answer, "choices": sample.choices})
+        if self.c.require_correct_answer and gold_match < 1.0:  # no judge request for a sample that is dropped anyway
+            return Outcome("dropped", "wrong answer", detail=json.dumps({**scores, "gold_match": gold_match}))
         if overall_score({**scores, "s_f": 1.0, "s_c": 1.0}, self.c) >= self.c.threshold:
             scores["s_f"] = self._judge("fidelity", {"formal_description": formal, "question": question}, images,
                                         sample)
@@ -162,8 +165,6 @@ class Cleaner:
         detail = json.dumps(detail)
         if overall < self.c.threshold or not (sections.description and sections.think):
             return Outcome("dropped", "below threshold", detail=detail)
-        if self.c.require_correct_answer and gold_match < 1.0:
-            return Outcome("dropped", "wrong answer", detail=detail)
         note = {**scores, "gold_match": gold_match, "overall": overall, "threshold": self.c.threshold,
                 "teacher": self.teacher.label, "prompts": [load_prompt(n).tag for n in ("rewrite", "fidelity",
                                                                                      "coherence")]}
