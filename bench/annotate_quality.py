@@ -1,5 +1,7 @@
 """Quality of `nemo-vtp data annotate` on the synthetic world, where the exact key facts are known:
-precision and recall of the extracted visual facts V and textual facts Z against `key_info`.
+precision and recall of the extracted visual facts V against `key_info.visual` and of the textual
+facts Z against the given facts of the question that the reference reasoning applies
+(`scripted_teacher.question_facts`: Z holds given facts, not the world's computations).
 
     PYTHONPATH=. python bench/annotate_quality.py [--num 300] [--chains 8] [--budget 4] [--seed 0]
 
@@ -29,7 +31,7 @@ from nemo_vtp.config.data_engine import DataEngineConfig
 from nemo_vtp.data.annotate import Annotator
 from nemo_vtp.data.io import read_samples
 from nemo_vtp.data.runner import ShardFiles, output_name, run_samples
-from nemo_vtp.data.scripted_teacher import Noise, ScriptedTeacher, serve
+from nemo_vtp.data.scripted_teacher import Noise, ScriptedTeacher, question_facts, serve
 from nemo_vtp.data.synth import WorldSpec, generate
 from nemo_vtp.data.teachers import build_teacher
 from nemo_vtp.rewards.matching import IndexedText, fact_in_text
@@ -63,7 +65,8 @@ def run_variant(name: str, overrides: dict, samples, in_path: Path, url: str, ou
     kept_file = ShardFiles.of(out / name, (0, 1), output_name(in_path)).samples
     rows = [json.loads(line) for line in kept_file.read_text().splitlines()]
     v = precision_recall([(r["key_info"]["visual"], truth[r["id"]].visual) for r in rows])
-    z = precision_recall([(r["key_info"]["textual"], truth[r["id"]].textual) for r in rows])
+    given = {s.id: [fact for fact, _ in question_facts(s.question, s.response.think)] for s in samples}
+    z = precision_recall([(r["key_info"]["textual"], given[r["id"]]) for r in rows])
     return {"variant": name, "kept": summary.counts["kept"], "rows": len(samples), "v": v, "z": z,
             "reasons": {k: n for k, n in summary.reasons.items() if k != "kept"},
             "samples_per_s": len(samples) / seconds}

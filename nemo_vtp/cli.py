@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("nemo_vtp.models.qwen25_vl.convert", "HF <-> Megatron checkpoints: hf-to-megatron, megatron-to-hf, verify"),
     "data": ("nemo_vtp.data.cli", "datasets: synth, convert, mix, annotate, clean-sft, check"),
     "eval": ("nemo_vtp.eval.cli", "benchmarks: nemo-vtp eval RECIPE [k=v...]"),
+    "ablate": ("nemo_vtp.ablate", "reward ablation (Table 3) from one Stage I checkpoint: nemo-vtp ablate RECIPE [k=v...]"),
     "serve": ("nemo_vtp.generation.server", "OpenAI-compatible chat completions over the torch engine"),
     "config": ("nemo_vtp.config.cli", "config show RECIPE [k=v...]: the resolved, validated recipe"),
     "model": ("nemo_vtp.models.cli", "model tiny --out DIR: a tiny random Qwen2.5-VL HF folder to try things on"),

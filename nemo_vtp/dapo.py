@@ -339,6 +339,28 @@ def _reduce_update_metrics(outputs: list[dict], device: torch.device) -> dict[st
     return {**dict(zip(keys, sums.tolist())), **dict(zip([k for k in MAX_METRICS if k in outputs[0]], maxes.tolist()))}
 
 
+def takes_step(mini_batch_tokens: float) -> bool:
+    """Whether a mini-batch updates the weights: only when some response token of it, over all DP ranks,
+    is in the loss. A mini-batch of padding groups (and filtered responses) alone has zero gradients,
+    yet an AdamW step would still move the weights (momentum of earlier steps, weight decay) and
+    advance the LR schedule: it takes no step.
+
+    >>> takes_step(0.0), takes_step(12.0)
+    (False, True)
+    """
+    return mini_batch_tokens > 0
+
+
+def _dp_sum(value: float, device: torch.device) -> float:
+    """`value` summed over the data-parallel ranks (all ranks then take the same step decision)."""
+    from megatron.core import parallel_state
+
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(total, group=parallel_state.get_data_parallel_group())
+    return float(total)
+
+
 def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) -> dict[str, float]:
     """Old log-probs, then the mini-batch updates of one rollout step. Returns loss metrics."""
     from megatron.core import parallel_state
@@ -359,24 +381,26 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
         batch["old_logprobs"] = out.get("logprobs")
     per_update = rl.mini_batch_size // state.dp_size // rl.micro_batch_size
     old_logprob_seconds = time.perf_counter() - t_start
-    totals: dict[str, float] = {}
+    totals: dict[str, float] = {"mini_batches_skipped": 0.0}
     tokens = 0.0
     for _ in range(rl.ppo_epochs):
         for start in range(0, len(micro), per_update):
+            mini_tokens = _dp_sum(sum(float(b["loss_mask"].sum()) for b in micro[start:start + per_update]),
+                                  state.device)
+            if not takes_step(mini_tokens):
+                totals["mini_batches_skipped"] += 1
+                continue
             zero_grads(state.policy)
             outputs = _run(cfg, state, micro[start:start + per_update], _dapo_loss, forward_only=False)
             _, grad_norm = train_step_end(state.policy)
             reduced = _reduce_update_metrics(outputs, state.device)
-            mini_tokens = sum(float(b["loss_mask"].sum()) for b in micro[start:start + per_update])
             tokens += mini_tokens
             for k, v in reduced.items():
                 totals[k] = max(totals.get(k, v), v) if k in MAX_METRICS else totals.get(k, 0.0) + v
             totals["grad_norm"] = grad_norm if grad_norm is not None else float("nan")
-    global_tokens = torch.tensor([tokens], device=state.device)
-    if dist.is_initialized():
-        dist.all_reduce(global_tokens, group=parallel_state.get_data_parallel_group())
-    n = max(float(global_tokens), 1.0)
-    out = {k: (v if k in MAX_METRICS or k == "grad_norm" else v / n) for k, v in totals.items()}
+    n = max(tokens, 1.0)
+    out = {k: (v if k in MAX_METRICS or k in ("grad_norm", "mini_batches_skipped") else v / n)
+           for k, v in totals.items()}
     out["old_logprob_s"], out["update_s"] = old_logprob_seconds, time.perf_counter() - t_start - old_logprob_seconds
     return out
 

@@ -6,6 +6,7 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator
 
 from nemo_vtp.config.base import Section
+from nemo_vtp.data.instruction import FORMAT_INSTRUCTION
 
 # The synthetic world's scene families (nemo_vtp.data.synth.scenes.FAMILIES, in the same order).
 Family = Literal["shapes", "bars", "digits", "clock", "ruler"]
@@ -38,7 +39,7 @@ class DataConfig(Section):
     min_pixels: int = Field(56 * 56, ge=784)  # smallest resized image area, pixels (HF min_pixels)
     max_pixels: int = Field(28 * 28 * 1280, ge=784)  # largest resized image area, pixels (HF max_pixels)
     system_prompt: str = "You are a helpful assistant."  # system message of the chat template
-    instruction: str = ""  # text appended on a new line to every question (e.g. a format instruction)
+    instruction: str = FORMAT_INSTRUCTION  # appended on a new line to every question, in training and eval ("": none)
     max_seq_length: int = Field(4096, ge=16)  # longest conversation (or packed row), tokens; longer rows are skipped
     pack_sequences: bool = True  # SFT: pack conversations into rows of max_seq_length tokens
     pad_to_multiple_of: int = Field(1, ge=1)  # pad each batch/packed row to a multiple of this many tokens

@@ -67,15 +67,16 @@ class AnnotateConfig(Section):
 class CleanSFTConfig(Section):
     """Stage I data cleaning: rewrite from a formal description, score, keep above a threshold."""
 
-    weight_format: float = Field(0.30, ge=0)  # weight of s_f (three-tag format)
+    weight_format: float = Field(0.30, ge=0)  # weight of s_f (judged fidelity of the formal description to the image)
     weight_coherence: float = Field(0.35, ge=0)  # weight of s_c (judged coherence of reasoning with description)
-    weight_accuracy: float = Field(0.30, ge=0)  # weight of s_a (answer equals the gold answer)
+    weight_accuracy: float = Field(0.30, ge=0)  # weight of s_a (the think's conclusion agrees with the answer)
     weight_match: float = Field(0.05, ge=0)  # weight of s_m (description grounded in the formal description)
     threshold: float = Field(0.8, ge=0, le=1)  # keep a sample when overall = sum w*s >= threshold
+    require_correct_answer: bool = True  # ours: also drop a rewrite whose answer differs from the gold answer
     temperature: float = Field(0.0, ge=0)  # temperature of the rewrite
     max_tokens: int = Field(1024, ge=1)  # length cap of the rewrite, tokens
-    judge_max_tokens: int = Field(64, ge=1)  # length cap of the coherence verdict, tokens
-    judge_temperature: float = Field(0.0, ge=0)  # temperature of the coherence judge
+    judge_max_tokens: int = Field(64, ge=1)  # length cap of a fidelity or coherence verdict, tokens
+    judge_temperature: float = Field(0.0, ge=0)  # temperature of the fidelity and coherence judge
 
     @model_validator(mode="after")
     def _weights_sum_to_one(self):

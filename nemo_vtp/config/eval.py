@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import Field
 
 from nemo_vtp.config.base import Section
-from nemo_vtp.eval.prompts import STRUCTURED_INSTRUCTION
 
 
 class EvalConfig(Section):
@@ -18,10 +17,12 @@ class EvalConfig(Section):
     subsets: list[str] | None = None  # MMMU subjects, EMMA subjects or MathVerse versions; None: all
     limit: int | None = Field(None, ge=1)  # evaluate only the first N items (smoke tests)
     output_dir: str | None = None  # default: <run.output_dir>/eval/<benchmark>
-    prompt: Literal["structured", "plain"] = "structured"  # three-tag prompt, or the benchmark's own prompt
+    prompt: Literal["structured", "plain"] = "structured"  # question + data.instruction, or the benchmark's own prompt
     responses_file: str | None = None  # JSONL of {id, response}: score these instead of generating
     model_path: str | None = None  # what to evaluate: an HF folder, or a Megatron checkpoint (step folder or save_dir)
     convert_wait_s: float = Field(3600.0, gt=0)  # longest Megatron-checkpoint conversion (rank 0) and wait (others), s
     batch_size: int = Field(8, ge=1)  # items per generate call (and per resume checkpoint of the output file)
-    structured_instruction: str = STRUCTURED_INSTRUCTION  # format instruction appended by the structured prompt
+    prompt_style: Literal["explicit-notes", "structured", "implicit"] | None = None  # Table 1 strategy; None: none
+    notes_file: str | None = None  # explicit-notes: JSONL of {id, visual: [...], textual: [...]} perception notes
+    note_kinds: Literal["visual", "textual", "both"] = "both"  # explicit-notes: which notes the prompt carries
     mmmu_random_guess: bool = True  # MMMU official rule: unparseable multiple-choice answer -> random option

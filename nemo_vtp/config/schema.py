@@ -2,6 +2,7 @@
 
 from pydantic import Field
 
+from nemo_vtp.config.ablation import AblationConfig
 from nemo_vtp.config.base import Section
 from nemo_vtp.config.data import DataConfig
 from nemo_vtp.config.data_engine import DataEngineConfig
@@ -30,3 +31,4 @@ class RecipeConfig(Section):
     rl: RLConfig = Field(default_factory=RLConfig)  # always present (defaults); only the rl stage reads it
     rewards: RewardConfig = Field(default_factory=RewardConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    ablation: AblationConfig = Field(default_factory=AblationConfig)  # `nemo-vtp ablate` (reads an RL recipe)

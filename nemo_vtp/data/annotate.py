@@ -9,9 +9,12 @@ For one (image, question, answer):
 4. candidates: accurate (>= min_accuracy) and well-formed (R_fmt = 1, non-empty sections) chains; each gets a coherence
    score from the judge (coherence.v1, 0..10 -> 0..1) and must reach `min_coherence`;
 5. the best candidate (coherence, then accuracy, then log-prob) goes to the judge for extraction
-   (extract.v1): visual facts V and textual facts Z with the step that uses each;
-6. with `ground_facts`, V facts the chosen `<description>` does not state and Z facts its `<think>` /
-   `<answer>` do not use are removed (rule matcher of the rewards, nemo_vtp.rewards.matching);
+   (extract.v2): visual facts V and textual facts Z, each Z fact with the reasoning step that applies it
+   (the application map, kept in `meta.annotation.textual_steps`);
+6. with `ground_facts`, V facts the chosen `<description>` does not state are removed, and so are Z
+   facts that are not given (found neither in the question nor in the description, which carries the
+   text read in the image: a computation or a conclusion of the chain is not a fact of Z) or that its
+   `<think>` / `<answer>` do not use (rule matcher of the rewards, nemo_vtp.rewards.matching);
 7. the sample is written with `response` = the chosen chain and `key_info` = (V, Z); `meta.annotation`
    (a JSON string) holds the teacher, scores, counts, prompt versions and Z's steps.
 A sample is dropped with a reason when a stage leaves nothing, and failed when a request still fails
@@ -95,12 +98,16 @@ def majority_answer(chains: list[Chain], sample: Sample) -> tuple[str | None, fl
     return rep, n / len(chains)
 
 
-def ground(facts: Facts, chain: Sections) -> tuple[Facts, list[str], list[str]]:
-    """(facts stated/used by the chain, removed visual, removed textual) with the rewards' rule matcher."""
+def ground(facts: Facts, chain: Sections, question: str) -> tuple[Facts, list[str], list[str]]:
+    """(facts grounded in the chain, removed visual, removed textual) with the rewards' rule matcher.
+
+    V: stated in the description. Z: given (in the question, or in the description, which holds the
+    text read in the image) and used by the think or the answer."""
     description = IndexedText.build(chain.description)
+    given = IndexedText.build(f"{question}\n{chain.description}")
     reasoning = IndexedText.build(f"{chain.think}\n{chain.answer}")
     visual = [v for v in facts.visual if fact_in_text(v, description)]
-    keep = [i for i, z in enumerate(facts.textual) if fact_in_text(z, reasoning)]
+    keep = [i for i, z in enumerate(facts.textual) if fact_in_text(z, given) and fact_in_text(z, reasoning)]
     kept = Facts(visual=visual, textual=[facts.textual[i] for i in keep], steps=[facts.steps[i] for i in keep])
     removed_z = [z for i, z in enumerate(facts.textual) if i not in keep]
     return kept, [v for v in facts.visual if v not in visual], removed_z
@@ -176,7 +183,7 @@ class Annotator:
         facts = self.extract(sample, question, best)
         removed_v, removed_z = [], []
         if self.a.ground_facts:
-            facts, removed_v, removed_z = ground(facts, best.sections)
+            facts, removed_v, removed_z = ground(facts, best.sections, question)
         if not facts.visual and not facts.textual:
             return Outcome("dropped", "no grounded facts", detail=f"removed V {removed_v}, Z {removed_z}"[:500])
         return Outcome("kept", sample=self._output(sample, answer, best, facts, removed_v, removed_z, len(chains),

@@ -6,21 +6,28 @@ For one sample:
    strings, or text), and the sample's own `response.description` when it has one. We run no
    captioner, detector or OCR model here: a sample that provides none of these is dropped
    ("no formal description");
-2. the teacher rewrites the reasoning from it in the three-tag format (rewrite.v1, with the image);
-3. four scores, each in [0, 1] (the paper gives the weights; these definitions are ours):
-   s_f format: R_fmt of the rewrite (the three tags once each, in order);
-   s_c coherence: the judge's coherence.v1 score of the rewrite (reasoning follows from the description);
-   s_a accuracy: R_acc of the rewrite's `<answer>` against the gold answer;
-   s_m match: R_cons of the rewritten `<description>` against the formal description and question,
-       i.e. the share of its items (numbers, colours, entities) the formal description backs, 0 on a conflict;
-4. overall = 0.30 s_f + 0.35 s_c + 0.30 s_a + 0.05 s_m (configurable); kept when >= threshold. The
-   judge is not asked when even s_c = 1 could not reach the threshold.
+2. the teacher writes the reasoning again from the formal description and the question alone, in the
+   three-tag format (rewrite.v2, with the image): it never sees the gold answer nor the sample's
+   original reasoning (App. A.2);
+3. four scores, each in [0, 1] (the paper gives the weights and names; these definitions are ours):
+   s_f formal-description fidelity: the judge's fidelity.v1 score (it sees the image) of how well the
+       formal description states the image evidence the question needs;
+   s_c CoT quality: the judge's coherence.v1 score of the rewrite (reasoning follows from the description);
+   s_a reasoning-answer agreement: the conclusion the `<think>` states (`reasoning_conclusion`) equals
+       the `<answer>` (R_acc's equality, with the sample's choices); 0 when the think states none;
+   s_m no hallucination: R_cons of the rewritten `<description>` against the formal description and
+       question, i.e. the share of its items the formal description backs, 0 on a conflict;
+4. overall = 0.30 s_f + 0.35 s_c + 0.30 s_a + 0.05 s_m (configurable); kept when >= threshold and,
+   with `require_correct_answer` (ours), when the rewrite's answer equals the gold answer (recorded as
+   `gold_match`; checked first, so a wrong answer costs no judge request). The judges are not asked
+   when even s_f = s_c = 1 could not reach the threshold.
 A kept sample gets the rewrite as `response` and `meta.clean_sft` (JSON: the scores and prompt versions).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,9 +37,8 @@ from nemo_vtp.data.prompts import load_prompt, parse_rewrite, parse_score, quest
 from nemo_vtp.data.runner import Outcome
 from nemo_vtp.data.schema import Response, Sample
 from nemo_vtp.data.teachers import ChatRequest, Teacher, TeacherFailure, ask, user_message
-from nemo_vtp.rewards.accuracy import accuracy
+from nemo_vtp.rewards.accuracy import accuracy, answer_text
 from nemo_vtp.rewards.consistency import consistency
-from nemo_vtp.rewards.parsing import format_reward
 
 FORMAL_KEYS = ("caption", "boxes", "ocr")  # meta fields the formal description is built from
 
@@ -80,16 +86,34 @@ def formal_description(sample: Sample) -> str:
     return "\n".join(parts)
 
 
-def earlier_reasoning(sample: Sample) -> str:
-    """The sample's own reasoning: its response's think, else `meta.source_reasoning` (converters keep it)."""
-    if sample.response is not None:
-        return sample.response.think
-    return str(sample.meta.get("source_reasoning") or "")
+_CONCLUSION_RE = re.compile(r"\b(?:answer is|answer:|therefore|thus|hence|so)\b,?", re.I)
+
+
+def reasoning_conclusion(think: str) -> str:
+    """The answer the reasoning concludes: its last `\\boxed{}`, else what follows the last "answer is",
+    "therefore", "thus", "hence" or "so" of its last sentence ("" when it states no conclusion).
+
+    >>> reasoning_conclusion("3 + 4 = 7. So the answer is 7.")
+    '7'
+    >>> reasoning_conclusion("The bar is red.")
+    ''
+    """
+    if "\\boxed" in think:
+        return answer_text(think)
+    sentences = [t for t in re.split(r"(?<=[.!?])\s+", think.strip()) if t.strip()]
+    markers = list(_CONCLUSION_RE.finditer(sentences[-1])) if sentences else []
+    return sentences[-1][markers[-1].end():].strip().rstrip(".").strip() if markers else ""
+
+
+def reasoning_answer_agreement(think: str, answer: str, choices: list[str] | None) -> float:
+    """s_a: 1.0 when the conclusion of the think equals the answer (R_acc's rule), else 0.0."""
+    conclusion = reasoning_conclusion(think)
+    return accuracy(answer, {"answer": conclusion, "choices": choices}) if conclusion and answer else 0.0
 
 
 def overall_score(scores: dict, cfg) -> float:
-    """sum_k w_k s_k over f, c, a, m (a missing s_c counts as 0)."""
-    return (cfg.weight_format * scores["s_f"] + cfg.weight_coherence * (scores["s_c"] or 0.0)
+    """sum_k w_k s_k over f, c, a, m (a missing s_f or s_c counts as 0)."""
+    return (cfg.weight_format * (scores["s_f"] or 0.0) + cfg.weight_coherence * (scores["s_c"] or 0.0)
             + cfg.weight_accuracy * scores["s_a"] + cfg.weight_match * scores["s_m"])
 
 
@@ -110,34 +134,40 @@ class Cleaner:
         except TeacherFailure as err:
             return Outcome("failed", err.reason, detail=err.message[:500])
 
+    def _judge(self, prompt: str, fields: dict, images: list, sample: Sample) -> float:
+        request = ChatRequest(user_message(load_prompt(prompt).render(**fields), images),
+                              max_tokens=self.c.judge_max_tokens, temperature=self.c.judge_temperature)
+        return self._ask(self.judge, request, parse_score, prompt, sample)
+
     def _clean(self, sample: Sample) -> Outcome:
         formal = formal_description(sample)
         if not formal:
             return Outcome("dropped", "no formal description", detail=f"none of meta {FORMAL_KEYS} nor a description")
-        question = question_text(sample)
-        text = load_prompt("rewrite").render(formal_description=formal, question=question, answer=sample.answer,
-                                             reasoning=earlier_reasoning(sample) or "(none)")
-        request = ChatRequest(user_message(text, resolve_images(sample, self.base_dir)), max_tokens=self.c.max_tokens,
-                              temperature=self.c.temperature)
-        reply, sections = self._ask(self.teacher, request, parse_rewrite, "rewrite", sample)
-        scores = {"s_f": format_reward(reply), "s_c": None,
-                  "s_a": accuracy(sections.answer, {"answer": sample.answer, "choices": sample.choices}),
+        question, images = question_text(sample), resolve_images(sample, self.base_dir)
+        text = load_prompt("rewrite").render(formal_description=formal, question=question)
+        request = ChatRequest(user_message(text, images), max_tokens=self.c.max_tokens, temperature=self.c.temperature)
+        _, sections = self._ask(self.teacher, request, parse_rewrite, "rewrite", sample)
+        scores = {"s_f": None, "s_c": None,
+                  "s_a": reasoning_answer_agreement(sections.think, sections.answer, sample.choices),
                   "s_m": consistency(sections.description, "", formal, question)}
-        if overall_score({**scores, "s_c": 1.0}, self.c) >= self.c.threshold:
-            judge_text = load_prompt("coherence").render(question=question, description=sections.description,
-                                                         think=sections.think, answer=sections.answer)
-            judge_request = ChatRequest(user_message(judge_text), max_tokens=self.c.judge_max_tokens,
-                                        temperature=self.c.judge_temperature)
-            scores["s_c"] = self._ask(self.judge, judge_request, parse_score, "coherence", sample)
+        gold_match = accuracy(sections.answer, {"answer": sample.answer, "choices": sample.choices})
+        if self.c.require_correct_answer and gold_match < 1.0:  # no judge request for a sample that is dropped anyway
+            return Outcome("dropped", "wrong answer", detail=json.dumps({**scores, "gold_match": gold_match}))
+        if overall_score({**scores, "s_f": 1.0, "s_c": 1.0}, self.c) >= self.c.threshold:
+            scores["s_f"] = self._judge("fidelity", {"formal_description": formal, "question": question}, images,
+                                        sample)
+            scores["s_c"] = self._judge("coherence", {"question": question, "description": sections.description,
+                                                      "think": sections.think, "answer": sections.answer}, [], sample)
         overall = overall_score(scores, self.c)
-        detail = {**scores, "overall": round(overall, 4)}
-        if scores["s_c"] is None:  # the judge was not asked: even s_c = 1 stays below the threshold
-            detail["overall_max"] = round(overall_score({**scores, "s_c": 1.0}, self.c), 4)
+        detail = {**scores, "gold_match": gold_match, "overall": round(overall, 4)}
+        if scores["s_c"] is None:  # the judges were not asked: even s_f = s_c = 1 stays below the threshold
+            detail["overall_max"] = round(overall_score({**scores, "s_f": 1.0, "s_c": 1.0}, self.c), 4)
         detail = json.dumps(detail)
         if overall < self.c.threshold or not (sections.description and sections.think):
             return Outcome("dropped", "below threshold", detail=detail)
-        note = {**scores, "overall": overall, "threshold": self.c.threshold, "teacher": self.teacher.label,
-                "prompts": [load_prompt(n).tag for n in ("rewrite", "coherence")]}
+        note = {**scores, "gold_match": gold_match, "overall": overall, "threshold": self.c.threshold,
+                "teacher": self.teacher.label, "prompts": [load_prompt(n).tag for n in ("rewrite", "fidelity",
+                                                                                     "coherence")]}
         out = replace(sample, response=Response(sections.description, sections.think, sections.answer),
                       meta={**sample.meta, "clean_sft": json.dumps(note)})
         return Outcome("kept", sample=out, detail=detail)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nemo_vtp.data.instruction import user_text
 from nemo_vtp.data.io import open_image
 from nemo_vtp.data.schema import Sample, format_response
 from nemo_vtp.data.tokenizer import (
@@ -206,7 +207,7 @@ class Processor:
         self.tokenizer = tokenizer
         self.vision = vision
         self.system_prompt = system_prompt
-        self.instruction = instruction  # appended to every question (e.g. a format instruction)
+        self.instruction = instruction  # appended to every question (nemo_vtp.data.instruction.user_text)
         self.max_image_pixels = max_image_pixels
         self.ids = special_token_ids(tokenizer)
         self.eos_token = EOS_TOKEN
@@ -223,7 +224,7 @@ class Processor:
         return [open_image(Path(base_dir) / p, self.max_image_pixels) for p in sample.images]
 
     def question_text(self, sample: Sample) -> str:
-        return f"{sample.question}\n{self.instruction}" if self.instruction else sample.question
+        return user_text(sample.question, self.instruction)
 
     def prompt_text(self, sample: Sample) -> str:
         return build_prompt(self.question_text(sample), len(sample.images), self.system_prompt)

@@ -19,7 +19,7 @@ from nemo_vtp.data.teachers import Completion, ParseError
 from nemo_vtp.rewards.parsing import Sections, extract_sections
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
-VERSIONS = {"chain": 1, "coherence": 1, "extract": 1, "rewrite": 1}  # the version each stage uses
+VERSIONS = {"chain": 1, "coherence": 1, "extract": 2, "fidelity": 1, "rewrite": 2}  # the version each stage uses
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ _SCORE_RE = re.compile(r"<score>\s*(-?\d+(?:\.\d+)?)\s*</score>")
 
 
 def parse_score(completions: list[Completion]) -> float:
-    """coherence.v1: the last `<score>N</score>` of the first reply, N in 0..10, as N / 10.
+    """coherence.v1 and fidelity.v1: the last `<score>N</score>` of the first reply, N in 0..10, as N / 10.
 
     >>> parse_score([Completion("fine. <score>7</score>", None, 0)])
     0.7
@@ -98,12 +98,12 @@ def _items(block: str) -> list[str]:
 @dataclass
 class Facts:
     visual: list[str]  # V: atomic image facts
-    textual: list[str]  # Z: question facts, numbers, computations
-    steps: list[str]  # steps[i]: the reasoning step that uses textual[i] ("" when not given)
+    textual: list[str]  # Z: given facts of the question and of text in the image (entities, quantities, units, conditions)
+    steps: list[str]  # steps[i]: the reasoning step that applies textual[i] ("" when not given): the application map
 
 
 def parse_facts(completions: list[Completion]) -> Facts:
-    """extract.v1: the `<visual>` and `<textual>` item lists of the first reply.
+    """extract.v1 and v2: the `<visual>` and `<textual>` item lists of the first reply.
 
     >>> f = parse_facts([Completion("<visual>\\n- 3 red circles\\n</visual><textual>\\n- 3 + 2 = 5 || add\\n</textual>",
     ...                             None, 0)])
@@ -127,7 +127,7 @@ def parse_facts(completions: list[Completion]) -> Facts:
 
 
 def parse_rewrite(completions: list[Completion]) -> tuple[str, Sections]:
-    """rewrite.v1: (the reply text, its sections); ParseError when no section is there at all."""
+    """rewrite.v1 and v2: (the reply text, its sections); ParseError when no section is there at all."""
     text = completions[0].text
     sections = extract_sections(text)
     if not (sections.description or sections.think or sections.answer):

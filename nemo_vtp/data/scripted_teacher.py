@@ -9,9 +9,12 @@ request bodies, and `serve()` puts it behind a real HTTP server, so the pipeline
   answer, a wrong number in the description (a perception error the reasoning then contradicts), a
   dropped description clause, a broken tag. Log-probs are seeded noise, unrelated to correctness;
 - coherence prompts: 10 x R_cons of the chain in the prompt (the rewards' rule), as `<score>N</score>`;
-- extract prompts: V = the clauses of the chain's description, Z = the computational sentences of its
-  think, read from the prompt (not from the sample), each with seeded noise: a dropped fact, an
-  invented visual fact, an invented computation.
+- fidelity prompts: 10 x the share of the sample's true visual key facts the formal description states
+  word for word;
+- extract prompts: V = the clauses of the chain's description, Z = the phrases of the question its
+  think restates (entities, quantities with units), each mapped to the think sentence that applies it,
+  read from the prompt (not from the sample), each with seeded noise: a dropped fact, an invented
+  visual fact, an invented computation (which annotation must then reject as not given).
 So the figures measure chain selection, parsing and grounding around a teacher of known error rates;
 they are not a measure of any real model's extraction quality.
 """
@@ -71,9 +74,35 @@ def _clauses(description: str) -> list[str]:
     return [c.strip().rstrip(".") for c in body.split(", ") if c.strip().rstrip(".")]
 
 
-def _computations(think: str) -> list[str]:
-    sentences = [s.strip().rstrip(".") for s in re.split(r"\.(?:\s+|$)|;\s+", think) if s.strip()]
-    return [s for s in sentences if not s.startswith(("The question asks", "So the answer"))]
+def _sentences(think: str) -> list[str]:
+    return [s.strip().rstrip(".") for s in re.split(r"\.(?:\s+|$)|;\s+", think) if s.strip()]
+
+
+_WORD_RE = re.compile(r"[A-Za-z0-9:.]+(?<!\.)")
+_FILLER = {"the", "a", "an", "of", "is", "are", "what", "how", "which", "there", "in", "and", "than", "that", "to",
+           "it", "be", "will", "does", "do", "after", "as", "with", "its", "on", "all"}
+
+
+def question_facts(question: str, think: str) -> list[tuple[str, str]]:
+    """(phrase, sentence) pairs: the longest runs of >= 2 question words that the think repeats word for
+    word and that hold a content word, each with the first think sentence holding it.
+
+    >>> question_facts("What time will it be 15 minutes after the time shown?",
+    ...                "The question asks for the time 15 minutes later. 3:00 + 15 minutes = 3:15")[0]
+    ('15 minutes', 'The question asks for the time 15 minutes later')
+    """
+    words, sentences = _WORD_RE.findall(question), _sentences(think)
+    padded = f" {' '.join(_WORD_RE.findall(think)).lower()} "
+    out, i = [], 0
+    while i < len(words):
+        j = i
+        while j < len(words) and f" {' '.join(words[i:j + 1]).lower()} " in padded:
+            j += 1
+        phrase = " ".join(words[i:j])
+        if j - i >= 2 and any(w.lower() not in _FILLER for w in words[i:j]):
+            out.append((phrase, next((s for s in sentences if phrase.lower() in s.lower()), "")))
+        i = max(j, i + 1)
+    return out
 
 
 class ScriptedTeacher:
@@ -84,7 +113,7 @@ class ScriptedTeacher:
         for s in samples:
             for path in resolve_images(s, Path(base_dir)):
                 self.by_key[(hashlib.sha256(path.read_bytes()).hexdigest(), question_text(s))] = s
-        self.kinds = {_first_line(name): name for name in ("chain", "coherence", "extract", "rewrite")}
+        self.kinds = {_first_line(name): name for name in ("chain", "coherence", "extract", "fidelity", "rewrite")}
         self.lock = threading.Lock()
         self.requests = 0  # answered so far
 
@@ -115,15 +144,23 @@ class ScriptedTeacher:
         text = format_response({"description": description, "think": think, "answer": answer})
         return text.replace("</think>", "") if rng.random() < self.noise.broken_tag else text
 
+    @staticmethod
+    def _fidelity(sample: Sample, prompt: str) -> float:
+        facts = sample.key_info.visual if sample.key_info else []
+        formal = prompt.lower()
+        return sum(f.lower() in formal for f in facts) / len(facts) if facts else 1.0
+
     def _extract(self, fields: dict, rng: random.Random) -> str:
         visual = [c for c in _clauses(fields["description"]) if rng.random() >= self.noise.drop_fact]
-        textual = [c for c in _computations(fields["think"]) if rng.random() >= self.noise.drop_fact]
+        textual = [(f, step) for f, step in question_facts(fields["question"], fields["think"])
+                   if rng.random() >= self.noise.drop_fact]
         if rng.random() < self.noise.invent_visual:
             visual.append(rng.choice(["a green square in the corner", "the gray bar is 3", "2 small purple stars"]))
         if rng.random() < self.noise.invent_textual:
-            textual.append(rng.choice(["6 + 5 = 11", "the total is 20", "4:15 + 30 minutes = 4:45"]))
+            invented = rng.choice(["6 + 5 = 11", "the total is 20", "4:15 + 30 minutes = 4:45"])
+            textual.append((invented, invented))
         v = "\n".join(f"- {x}" for x in visual)
-        z = "\n".join(f"- {x} || {x}" for x in textual)
+        z = "\n".join(f"- {fact} || {step}" for fact, step in textual)
         return f"<visual>\n{v}\n</visual>\n<textual>\n{z}\n</textual>"
 
     def texts(self, body: dict) -> list[str]:
@@ -137,6 +174,8 @@ class ScriptedTeacher:
         if kind in ("chain", "rewrite"):
             sample = self._sample_of(content, prompt)
             return [self._chain(sample, rng) for rng in rngs]
+        if kind == "fidelity":
+            return [f"<score>{round(10 * self._fidelity(self._sample_of(content, prompt), prompt))}</score>"] * n
         fields = {k: (m.group(1).strip() if (m := rx.search(prompt)) else "") for k, rx in _FIELD_RE.items()}
         if kind == "coherence":
             score = consistency(fields["think"], fields["answer"], fields["description"], fields["question"])

@@ -4,7 +4,8 @@ synthetic world, scorers that follow each benchmark's official rules, and a shar
 Public API:
     get_benchmark(name) -> Benchmark(load, score, default_split, layout)
     EvalItem, Scored                          the data between loader, scorer and runner
-    build_prompt(item, mode, instruction)     structured (three tags) or the benchmark's own prompt
+    build_prompt(item, mode, instruction, style, notes)  structured or the benchmark's own prompt, plus a
+                                              Table 1 perception strategy
     run_shard(items, generate, score, out_dir, rank=, world_size=, batch_size=, progress=)
     finalize(out_dir, world_size, expected, title) -> summary dict (writes summary.json / summary.md)
     responses_from_file(path) -> GenerateFn   score responses produced elsewhere

@@ -13,7 +13,7 @@ from typing import Any
 from nemo_vtp.config import write_resolved
 from nemo_vtp.eval.benchmarks import ScoringOptions, get_benchmark
 from nemo_vtp.eval.model_source import megatron_step
-from nemo_vtp.eval.prompts import build_prompt
+from nemo_vtp.eval.prompts import build_prompt, item_notes, load_notes
 from nemo_vtp.eval.runner import rank_and_world, read_records, run_shard
 from nemo_vtp.eval.sources import responses_from_file
 from nemo_vtp.eval.summary import finalize
@@ -32,12 +32,14 @@ def response_source(cfg) -> dict[str, str]:
     """What produces the responses: the saved-responses file, or the model (absolute path; for a Megatron
     save_dir, the step folder `latest` names now, so a later step is not resumed into this step's results)."""
     ev = cfg.eval
+    # A perception strategy changes the responses: its results are not resumed into another's folder.
+    style = {"prompt_style": ev.prompt_style, "note_kinds": ev.note_kinds} if ev.prompt_style else {}
     if ev.responses_file:
-        return {"responses_file": str(Path(ev.responses_file).resolve())}
+        return {"responses_file": str(Path(ev.responses_file).resolve()), **style}
     if not ev.model_path:
-        return {"model_path": ""}
+        return {"model_path": "", **style}
     path = Path(ev.model_path)
-    return {"model_path": str((megatron_step(path) or path).resolve())}
+    return {"model_path": str((megatron_step(path) or path).resolve()), **style}
 
 
 def claim_output_dir(out_dir: Path, source: dict[str, str], rank: int) -> None:
@@ -62,9 +64,15 @@ def _generate_fn(cfg, items, out_dir: Path, rank: int, world: int):
     if rank == 0 and world > 1 and _any_pending(items, out_dir):
         # Rank 0 converts a Megatron checkpoint for every rank, also when its own shard is already done.
         resolve_eval_model(cfg, out_dir / MODEL_CACHE, rank, world)
+    return engine_generate(cfg, prompt_fn(cfg), out_dir / MODEL_CACHE, rank, world)
+
+
+def prompt_fn(cfg):
+    """item -> user-turn text: `eval.prompt` with `data.instruction` (as in training), plus `eval.prompt_style`."""
     ev = cfg.eval
-    return engine_generate(cfg, lambda item: build_prompt(item, ev.prompt, ev.structured_instruction),
-                           out_dir / MODEL_CACHE, rank, world)
+    notes = load_notes(ev.notes_file) if ev.notes_file else {}
+    return lambda item: build_prompt(item, ev.prompt, cfg.data.instruction, ev.prompt_style,
+                                     item_notes(item, notes), ev.note_kinds)
 
 
 def _any_pending(items, out_dir: Path) -> bool:
@@ -95,4 +103,5 @@ def evaluate(cfg, rank: int | None = None, world_size: int | None = None) -> dic
     logger.info("eval rank %d/%d: %d items, %d already scored, %d scored now, %d scorer errors, %d torn lines cut",
                 rank, world_size, result.assigned, result.skipped, result.scored, result.score_errors,
                 result.torn_lines)
-    return finalize(out_dir, world_size, len(items), f"{ev.benchmark} ({ev.prompt} prompt)")
+    style = f", {ev.prompt_style} perception" if ev.prompt_style else ""
+    return finalize(out_dir, world_size, len(items), f"{ev.benchmark} ({ev.prompt} prompt{style})")

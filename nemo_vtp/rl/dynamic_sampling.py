@@ -17,8 +17,9 @@ When the rounds run out before the batch is full, `on_exhausted` decides:
   error:   raise DynamicSamplingExhausted with the counts and the settings to change;
   partial: train on the groups kept so far (possibly none: the caller then skips the step);
   pad:     fill up with zero-advantage groups (dropped groups first, then copies of kept ones),
-           flagged in `SampledBatch.is_pad`; the caller must give them zero advantage. Their tokens
-           still count in the normaliser, so a padded step is a proportionally smaller step.
+           flagged in `SampledBatch.is_pad`; the caller must give them zero advantage and mask their
+           tokens out of the loss: they do not count in the token normaliser, and a mini-batch made
+           of padding groups alone takes no optimizer step (nemo_vtp.dapo.takes_step).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 description, the resumable sharded runner, settings, and both pipelines over the scripted teacher."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -9,13 +10,13 @@ from nemo_vtp.config.data_engine import CleanSFTConfig, DataEngineConfig
 from nemo_vtp.data.annotate import Annotator, Chain, ground, majority_answer, top_budget
 from nemo_vtp.data.clean_sft import Cleaner, formal_description, overall_score
 from nemo_vtp.data.engine_cli import load_settings
-from nemo_vtp.data.io import read_samples
-from nemo_vtp.data.prompts import VERSIONS, Facts, load_prompt, parse_facts, parse_rewrite, parse_score
+from nemo_vtp.data.io import read_samples, resolve_images
+from nemo_vtp.data.prompts import VERSIONS, Facts, load_prompt, parse_facts, parse_rewrite, parse_score, question_text
 from nemo_vtp.data.runner import Outcome, ShardFiles, finished_ids, parse_shard, run_samples
 from nemo_vtp.data.schema import Response, Sample
-from nemo_vtp.data.scripted_teacher import Noise, ScriptedTeacher
+from nemo_vtp.data.scripted_teacher import Noise, ScriptedTeacher, question_facts
 from nemo_vtp.data.synth import WorldSpec, generate
-from nemo_vtp.data.teachers import ChatRequest, Completion, ParseError, completions_from_reply
+from nemo_vtp.data.teachers import ChatRequest, Completion, ParseError, completions_from_reply, user_message
 from nemo_vtp.rewards.matching import IndexedText, fact_in_text
 from nemo_vtp.rewards.parsing import Sections
 
@@ -92,13 +93,20 @@ def test_top_budget_and_majority():
     assert majority_answer([_chain("", 0.0)], sample) == (None, 0.0)
 
 
-def test_ground_removes_facts_the_chain_does_not_state():
-    chain = Sections("A bar chart: the red bar is 4, the blue bar is 6.", "4 + 6 = 10. So the answer is 10.", "10")
-    facts = Facts(visual=["the red bar is 4", "the green bar is 2"], textual=["4 + 6 = 10", "6 + 5 = 11"],
-                  steps=["sum", "invented"])
-    kept, removed_v, removed_z = ground(facts, chain)
-    assert kept.visual == ["the red bar is 4"] and kept.textual == ["4 + 6 = 10"] and kept.steps == ["sum"]
-    assert removed_v == ["the green bar is 2"] and removed_z == ["6 + 5 = 11"]
+def test_ground_keeps_given_facts_the_chain_states_and_uses():
+    chain = Sections("A bar chart: the red bar is 4, the blue bar is 6.",
+                     "The question asks for the sum of the red bar and the blue bar. 4 + 6 = 10. So the answer is 10.",
+                     "10")
+    question = "What is the sum of the values of the red bar and the blue bar, in cm?"
+    facts = Facts(visual=["the red bar is 4", "the green bar is 2"],
+                  textual=["the red bar and the blue bar", "4 + 6 = 10", "6 + 5 = 11", "in cm"],
+                  steps=["sum", "computed", "invented", "unit"])
+    kept, removed_v, removed_z = ground(facts, chain, question)
+    assert kept.visual == ["the red bar is 4"] and removed_v == ["the green bar is 2"]
+    # Z holds given facts the reasoning applies: the chain's own computation is not given (not in the
+    # question or the description), the invented one is neither given nor used, the unit is never used.
+    assert kept.textual == ["the red bar and the blue bar"] and kept.steps == ["sum"]
+    assert removed_z == ["4 + 6 = 10", "6 + 5 = 11", "in cm"]
 
 
 # ---------------------------------------------------------------------- clean-sft scoring
@@ -249,8 +257,30 @@ def test_annotate_recovers_the_exact_facts_from_a_noiseless_teacher(world):
     cfg = DataEngineConfig(annotate={"num_chains": 2, "budget": 1, "min_coherence": 0.0})
     annotate = Annotator(cfg, [teacher], teacher, base)
     for sample in samples:
-        out = annotate(sample).sample
-        assert out.key_info == sample.key_info and out.response == sample.response
+        out = annotate(sample)
+        if out.status != "kept":  # a question whose words the think never repeats gives no Z, V still counts
+            assert out.reason == "no grounded facts" and not sample.key_info.visual
+            continue
+        got = out.sample
+        assert got.key_info.visual == sample.key_info.visual and got.response == sample.response
+        pairs = question_facts(sample.question, sample.response.think)
+        assert got.key_info.textual == [fact for fact, _ in pairs]
+        assert json.loads(got.meta["annotation"])["textual_steps"] == [step for _, step in pairs]
+
+
+def test_annotated_z_holds_given_facts_not_computations(world):
+    """The teacher's extraction adds an invented computation to Z every time: annotation removes it,
+    and every Z fact left is in the question (the synthetic images hold no text)."""
+    samples, base = world
+    teacher = _Direct(ScriptedTeacher(samples, base, Noise(*[0.0] * 6, invent_textual=1.0)))
+    cfg = DataEngineConfig(annotate={"num_chains": 2, "budget": 1, "min_coherence": 0.0})
+    kept = [o.sample for o in map(Annotator(cfg, [teacher], teacher, base), samples) if o.status == "kept"]
+    assert len(kept) >= len(samples) // 2
+    for sample in kept:
+        note = json.loads(sample.meta["annotation"])
+        assert set(note["removed_textual"]) & {"6 + 5 = 11", "the total is 20", "4:15 + 30 minutes = 4:45"}
+        assert all("=" not in z and z.lower() in sample.question.lower() for z in sample.key_info.textual)
+        assert len(note["textual_steps"]) == len(sample.key_info.textual) and all(note["textual_steps"])
 
 
 def test_annotate_self_consistency_and_thresholds(world):
@@ -268,6 +298,21 @@ def test_annotate_self_consistency_and_thresholds(world):
     assert all(json.loads(o.sample.meta["annotation"])["coherence"] == 1.0 for o in outcomes if o.status == "kept")
 
 
+class _Recording:
+    """A teacher that answers every request with fixed texts, by prompt kind, and keeps the requests."""
+
+    def __init__(self, rewrite: str, fidelity: int = 10, coherence: int = 10):
+        self.label, self.requests = "recording", []
+        self.replies = {"rewrite": rewrite, "fidelity": f"<score>{fidelity}</score>",
+                        "coherence": f"<score>{coherence}</score>"}
+
+    def chat(self, request):
+        text = request.messages[-1]["content"][-1]["text"]
+        self.requests.append(text)
+        kind = next(k for k in self.replies if text.splitlines()[0] == load_prompt(k).template.template.splitlines()[0])
+        return [Completion(self.replies[kind], None, 0)]
+
+
 def test_clean_sft_scores_and_keeps(world):
     samples, base = world
     clean = _Direct(ScriptedTeacher(samples, base, Noise(wrong_answer=0, wrong_fact=0, drop_clause=0, broken_tag=0)))
@@ -275,9 +320,52 @@ def test_clean_sft_scores_and_keeps(world):
     outcome = Cleaner(cfg, clean, clean, base)(samples[0])
     assert outcome.status == "kept"
     note = json.loads(outcome.sample.meta["clean_sft"])
-    assert note["s_f"] == note["s_a"] == note["s_c"] == 1.0 and note["overall"] >= cfg.clean_sft.threshold
-    wrong = _Direct(ScriptedTeacher(samples, base, Noise(wrong_answer=1.0)))
+    assert note["s_f"] == note["s_a"] == note["s_c"] == note["gold_match"] == 1.0
+    assert note["overall"] >= cfg.clean_sft.threshold
+    # A wrong answer the reasoning concludes agrees with it (s_a = 1) but is not the gold answer.
+    wrong = _Direct(ScriptedTeacher(samples, base, Noise(wrong_answer=1.0, wrong_fact=0, drop_clause=0, broken_tag=0)))
     dropped = Cleaner(cfg, wrong, wrong, base)(samples[0])
-    assert dropped.status == "dropped" and json.loads(dropped.detail)["s_a"] == 0.0
+    assert dropped.reason == "wrong answer" and json.loads(dropped.detail)["s_a"] == 1.0
+    assert json.loads(dropped.detail)["gold_match"] == 0.0
+    lenient = DataEngineConfig(clean_sft={"require_correct_answer": False})
+    assert Cleaner(lenient, wrong, wrong, base)(samples[0]).status == "kept"
     bare = Sample("b", "s", samples[0].images, "q", "1")
     assert Cleaner(cfg, clean, clean, base)(bare).reason == "no formal description"
+
+
+def test_clean_sft_rewrite_sees_neither_gold_answer_nor_original_reasoning(world):
+    samples, base = world
+    sample = replace(samples[0], answer="4217", response=Response("the red bar is 4", "SECRET-REASONING", "4217"))
+    teacher = _Recording("<description>the red bar is 4</description><think>So the answer is 4217.</think>"
+                         "<answer>4217</answer>")
+    assert Cleaner(DataEngineConfig(), teacher, teacher, base)(sample).status == "kept"
+    rewrite = teacher.requests[0]
+    assert "the red bar is 4" in rewrite and "4217" not in rewrite and "SECRET-REASONING" not in rewrite
+
+
+def test_clean_sft_s_a_is_reasoning_answer_agreement_and_s_f_the_fidelity_judge(world):
+    samples, base = world
+    sample = replace(samples[0], answer="7", response=Response("the red bar is 4, the blue bar is 3", "t", "7"))
+    disagree = _Recording("<description>the red bar is 4, the blue bar is 3</description>"
+                          "<think>4 + 3 = 7. So the answer is 8.</think><answer>7</answer>")
+    out = Cleaner(DataEngineConfig(), disagree, disagree, base)(sample)
+    assert out.status == "dropped" and json.loads(out.detail)["s_a"] == 0.0  # the answer matches gold, not the think
+    agree = "<description>the red bar is 4, the blue bar is 3</description><think>4 + 3 = 7. So the answer is 7.</think>" \
+            "<answer>7</answer>"
+    poor = _Recording(agree, fidelity=2)
+    out = Cleaner(DataEngineConfig(), poor, poor, base)(sample)
+    assert out.status == "dropped" and json.loads(out.detail)["s_f"] == 0.2 and json.loads(out.detail)["s_a"] == 1.0
+    good = _Recording(agree)
+    assert Cleaner(DataEngineConfig(), good, good, base)(sample).status == "kept"
+
+
+def test_scripted_fidelity_judge_scores_the_formal_description(world):
+    samples, base = world
+    sample = next(s for s in samples if len(s.key_info.visual) >= 2)
+    teacher = _Direct(ScriptedTeacher(samples, base))
+    images = resolve_images(sample, base)
+    def judged(formal):
+        text = load_prompt("fidelity").render(formal_description=formal, question=question_text(sample))
+        return parse_score(teacher.chat(ChatRequest(user_message(text, images))))
+    assert judged(sample.response.description) == 1.0
+    assert judged(sample.key_info.visual[0]) == pytest.approx(round(10 / len(sample.key_info.visual)) / 10)

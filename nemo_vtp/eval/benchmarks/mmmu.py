@@ -5,12 +5,14 @@ Multiple choice (`parse_multi_choice_response`): strip , . ! ? ; : ' from both e
 candidates are letters written "(A)", else letters standing alone " A ", else (responses over five
 words) options whose text occurs in the response; several candidates -> the one occurring last;
 none -> a random option (their rule; seeded per item here, switchable off). Open questions
-(`parse_open_response` + `eval_open`): key sub-responses after "is", "so", "therefore", "=" ...,
-plus every number in them; numbers are compared rounded to 2 decimals, text by lower-case
-containment; any match counts. Our structured responses are parsed on their answer span (the
-`<answer>` content or last `\\boxed{}`), other responses whole, as the official script does. One
-addition: a tagged answer that is exactly one option's text (ignoring case and punctuation) is that
-option; the official parser would otherwise guess at random on such a short span.
+(`parse_open_response` + `eval_open`): key sub-responses after "is", "so", "therefore", "=" ...
+(an empty tail after a final "=" can leave the whole response as the key), plus every match of each
+of the three number patterns in them (run separately, overlapping fragments kept); numbers are
+compared rounded to 2 decimals, text by lower-case containment; any match counts. Deviations
+(docs/eval.md lists them): our structured responses are parsed on their answer span (the `<answer>`
+content or last `\\boxed{}`), other responses whole, as the official script does; a tagged answer
+that is exactly one option's text (ignoring case and punctuation) is that option, where the official
+parser would guess at random on such a short span; the random guess is seeded per item.
 """
 
 from __future__ import annotations
@@ -115,11 +117,23 @@ def parse_multi_choice(response: str, choices: list[str], rng: random.Random | N
 
 
 _KEY_INDICATORS = ["could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result "]
-_MMMU_NUMBER = re.compile(
-    r"-?\b\d{1,3}(?:,\d{3})+\b"  # with thousands commas
-    r"|-?\d+(?:\.\d+)?[eE][+-]?\d+"  # scientific
-    r"|-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])"  # plain
+# MMMU's three number patterns, each run on its own over the whole text (extract_numbers): every match
+# of each is kept, so fragments that overlap ("1,234.5" gives "1,234" and "234.5") all count.
+_NUMBER_PATTERNS = (
+    re.compile(r"-?\b\d{1,3}(?:,\d{3})+\b"),  # with thousands commas
+    re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+"),  # scientific
+    re.compile(r"-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])"),  # simple, no commas
 )
+_TRIVIAL_TAILS = (":", ",", ".", "!", "?", ";", "'")
+
+
+def extract_numbers(text: str) -> list[str]:
+    """MMMU's extract_numbers: the matches of the comma, scientific and simple patterns, in that order.
+
+    >>> extract_numbers("1,234.5 and 3e5")
+    ['1,234', '3e5', '234.5', '5']
+    """
+    return [n for pattern in _NUMBER_PATTERNS for n in pattern.findall(text)]
 
 
 def _normalize(value: str) -> list[float | str]:
@@ -133,27 +147,39 @@ def _normalize(value: str) -> list[float | str]:
         return [" " + value, value + " "] if len(value) == 1 else [value]
 
 
+def _shortest_tail(sentence: str, indicators: list[str]) -> str:
+    """MMMU's choice of a sentence's key tail, indicator by indicator: the tail after an indicator's last
+    occurrence replaces the kept one when it is shorter, or when the kept one is empty. So an empty tail
+    (a sentence ending in "=") is kept only if no later indicator follows, and then the sentence gives
+    no key response at all."""
+    shortest = ""
+    for indicator in indicators:
+        if indicator in sentence:
+            tail = sentence.split(indicator)[-1].strip()
+            if not shortest or len(tail) < len(shortest):
+                shortest = tail
+    return shortest
+
+
 def _key_responses(response: str) -> list[str]:
-    """The tails after the last key indicator of each sentence (shortest tail wins), MMMU's rule."""
+    """MMMU's get_key_subresponses: per sentence, the shortest tail after a key indicator ("=" too in
+    the last sentence); the whole response when no sentence gives one."""
     text = response.strip().strip(".").lower()
     # The official split looks for ". " before a capital letter after lower-casing, so only newlines split.
     sentences = re.split(r"\.\s(?=[A-Z])|\n", text)
     keys = []
     for index, sentence in enumerate(sentences):
         indicators = _KEY_INDICATORS + (["="] if index == len(sentences) - 1 else [])
-        tails = [sentence.split(ind)[-1].strip() for ind in indicators if ind in sentence]
-        tails = [t for t in tails if t]  # the official loop never keeps an empty tail
-        if tails:
-            shortest = min(tails, key=len)
-            if shortest not in (":", ",", ".", "!", "?", ";", "'"):
-                keys.append(shortest)
+        tail = _shortest_tail(sentence, indicators)
+        if tail and tail not in _TRIVIAL_TAILS:
+            keys.append(tail)
     return keys or [text]
 
 
 def parse_open(response: str) -> list[float | str]:
     """Every candidate value of an open answer: key sub-responses and the numbers in them, normalised."""
     keys = _key_responses(response)
-    candidates = keys + [n for k in keys for n in _MMMU_NUMBER.findall(k)]
+    candidates = keys + [n for k in keys for n in extract_numbers(k)]
     out: list[float | str] = []
     for c in candidates:
         out += [v for v in _normalize(c) if v not in out]
