@@ -68,10 +68,14 @@ def _check_recipe(cfg: RecipeConfig, dp_size: int) -> None:
         raise ConfigError("rl.loss_agg: the training loop implements DAPO's token-mean only")
     if rl.num_prompts % dp_size:
         raise ConfigError(f"rl.num_prompts ({rl.num_prompts}) must be a multiple of the data-parallel size ({dp_size})")
-    responses = rl.num_prompts * rl.group_size
+    sampling = cfg.generation.sampling
+    if sampling.n < 2 or sampling.temperature <= 0:
+        raise ConfigError(f"generation.sampling: the group size n ({sampling.n}) must be >= 2 and the temperature "
+                          f"({sampling.temperature}) > 0 (it also scales the trainer's log-probs)")
+    responses = rl.num_prompts * sampling.n
     if responses % rl.mini_batch_size or (rl.mini_batch_size // dp_size) % rl.micro_batch_size \
             or rl.mini_batch_size % dp_size:
-        raise ConfigError(f"rl: num_prompts x group_size ({responses}) must be a multiple of mini_batch_size "
+        raise ConfigError(f"rl: num_prompts x generation.sampling.n ({responses}) must be a multiple of mini_batch_size "
                           f"({rl.mini_batch_size}), itself a multiple of data-parallel size ({dp_size}) x "
                           f"micro_batch_size ({rl.micro_batch_size})")
     ds = rl.dynamic_sampling
@@ -80,9 +84,6 @@ def _check_recipe(cfg: RecipeConfig, dp_size: int) -> None:
         # optimizer updates than the others, and their gradient all-reduces would never meet.
         raise ConfigError("rl.dynamic_sampling.on_exhausted=partial needs data-parallel size 1 "
                           f"(here {dp_size}); use pad or error")
-    if cfg.generation.sampling.n != 1 and cfg.generation.sampling.n != rl.group_size:
-        raise ConfigError(f"generation.sampling.n ({cfg.generation.sampling.n}) differs from rl.group_size "
-                          f"({rl.group_size}); leave n at 1, the loop sets it to group_size")
 
 
 def _is_engine_rank() -> bool:
@@ -160,7 +161,7 @@ def setup(cfg: RecipeConfig) -> RLState:
     round_prompts = math.ceil(rl.num_prompts * rl.dynamic_sampling.oversample / dp_size) * dp_size
     prompt_sampler = BatchSampler(len(prompts.samples), round_prompts, round_prompts // dp_size, dp_rank, dp_size,
                                   seed=cfg.run.seed)
-    dynamic = DynamicSampler(rl.num_prompts // dp_size, rl.group_size,
+    dynamic = DynamicSampler(rl.num_prompts // dp_size, cfg.generation.sampling.n,
                              **rl.dynamic_sampling.model_dump(exclude={"oversample"}))
     state = RLState(device, policy, build_rollout_engine(cfg, policy, device), prompts, prompt_sampler, dynamic,
                     total_steps, checkpointer,
@@ -207,15 +208,14 @@ def generate_and_score(cfg: RecipeConfig, state: RLState, rl_prompts: list,
         seed = cfg.generation.sampling.seed
         if seed is None:  # reproducible rollouts: resume and parallel layouts see the same samples
             seed = (cfg.run.seed * 1_000_003 + state.step * 10_007 + round_index * 101 + state.dp_rank) % 2**31
-        sampling = cfg.generation.sampling.model_copy(update={"n": cfg.rl.group_size, "seed": seed,
-                                                               "temperature": cfg.rl.temperature})
+        sampling = cfg.generation.sampling.model_copy(update={"seed": seed})
         outputs = state.engine.generate([prompt_from_rl(p) for p in rl_prompts], sampling)
         gen_seconds = time.perf_counter() - start
         flat = [(p, r) for p, rollouts in zip(rl_prompts, outputs) for r in rollouts]
         scores = score_batch([r.text for _, r in flat], [p.sample for p, _ in flat], cfg.rewards, step=state.step,
-                             num_tokens=[len(r.token_ids) for _, r in flat])
+                             num_tokens=[len(r.token_ids) for _, r in flat], max_tokens=sampling.max_new_tokens)
         score_seconds = time.perf_counter() - start - gen_seconds
-        groups, g = [], cfg.rl.group_size
+        groups, g = [], sampling.n
         for i, prompt in enumerate(rl_prompts):
             rollouts, group_scores = outputs[i], scores[i * g:(i + 1) * g]
             payload = {"prompt_index": i, "rollouts": [(r.token_ids, r.logprobs, r.finish_reason) for r in rollouts],
@@ -258,7 +258,7 @@ def build_sequences(cfg: RecipeConfig, batch) -> list[TrainSequence]:
     seqs = []
     for group, is_pad in zip(batch.groups, batch.is_pad):
         prompt = group.payload["prompt"]
-        advantages = group_advantages(torch.tensor(group.rewards), cfg.rl.group_size, cfg.rl.advantage_eps)
+        advantages = group_advantages(torch.tensor(group.rewards), cfg.generation.sampling.n, cfg.rl.advantage_eps)
         for (token_ids, logprobs, finish), adv in zip(group.payload["rollouts"], advantages.tolist()):
             truncated = finish == "length"
             seqs.append(TrainSequence(prompt.prompt_ids, prompt.position_ids, torch.tensor(token_ids, dtype=torch.long),
@@ -279,7 +279,7 @@ def _logprobs_of(cfg: RecipeConfig, state: RLState, logits: torch.Tensor, target
 
     tp = parallel_state.get_tensor_model_parallel_world_size()
     return vocab_parallel_logprobs(logits[:, :-1], targets, group=parallel_state.get_tensor_model_parallel_group()
-                                   if tp > 1 else None, temperature=cfg.rl.temperature,
+                                   if tp > 1 else None, temperature=cfg.generation.sampling.temperature,
                                    vocab_size=state.policy.arch.vocab_size, chunk_size=cfg.rl.logprob_chunk_size,
                                    compute_entropy=True)
 

@@ -69,9 +69,10 @@ def apply_judge(results: list[dict], responses: list[str], samples: list[dict], 
 
 
 def score(response: str, sample: dict, config: RewardConfig | None = None, *, step: int = 0,
-          num_tokens: int | None = None) -> dict:
+          num_tokens: int | None = None, max_tokens: int | None = None) -> dict:
     """All reward terms of one response, in the calling process (no timeout: use `score_batch` for
-    that). `num_tokens`: the response's token count for R_overlong (default: whitespace words).
+    that). `num_tokens`: the response's token count for R_overlong (default: whitespace words);
+    `max_tokens`: L_max of R_overlong, the rollout's `max_new_tokens` (None: R_overlong = 0).
 
     >>> sample = {"question": "How many circles?", "answer": "3",
     ...           "key_info": {"visual": ["3 red circles"], "textual": ["count the circles"]}}
@@ -81,7 +82,7 @@ def score(response: str, sample: dict, config: RewardConfig | None = None, *, st
     {'acc': 1.0, 'fmt': 1.0, 'vkey': 1.0, 'tkey': 1.0, 'cons': 1.0, 'rep': 0.0, 'overlong': 0.0, 'total': 2.1}
     """
     cfg = config or RewardConfig()
-    result = merge_terms(fast_terms(response, sample, cfg, num_tokens), acc_term(response, sample, cfg))
+    result = merge_terms(fast_terms(response, sample, cfg, num_tokens, max_tokens), acc_term(response, sample, cfg))
     if cfg.matcher == "judge":
         apply_judge([result], [response], [sample], cfg)
     result["total"] = total_reward(result, cfg, step)

@@ -46,7 +46,7 @@ def _limit_memory(megabytes: int) -> None:
 
 
 def _worker_main(conn, cfg_json: str) -> None:
-    """Worker loop: receive (index, response, sample, num_tokens); send ("done", i, [terms, acc]) or,
+    """Worker loop: receive (index, response, sample, num_tokens, max_tokens); send ("done", i, [terms, acc]) or,
     when R_acc needs math-verify, ("partial", i, [terms]) then ("done", i, [acc]); exit on None or
     when the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it closes us
@@ -59,8 +59,8 @@ def _worker_main(conn, cfg_json: str) -> None:
             return
         if task is None:
             return
-        index, response, sample, num_tokens = task
-        fast = fast_terms(response, sample, cfg, num_tokens)
+        index, response, sample, num_tokens, max_tokens = task
+        fast = fast_terms(response, sample, cfg, num_tokens, max_tokens)
         quick = acc_term(response, sample, cfg, math_verify=False)
         if quick is not None:  # the common case: one message
             conn.send(("done", index, [fast, quick]))
@@ -144,7 +144,8 @@ class RewardPool:
                 parts[worker.index].append({"timeouts": 1.0})
                 self._replace(worker)
 
-    def run(self, responses: list[str], samples: list[dict], num_tokens: list[int | None]) -> list[dict]:
+    def run(self, responses: list[str], samples: list[dict], num_tokens: list[int | None],
+            max_tokens: int | None = None) -> list[dict]:
         """Unweighted terms and counters of every sample, in input order (no `total`)."""
         parts: list[list[dict]] = [[] for _ in responses]
         pending = deque(range(len(responses)))
@@ -152,7 +153,7 @@ class RewardPool:
             for slot in range(len(self.workers)):  # by slot: _dispatch may put a fresh worker there
                 while self.workers[slot].index == -1 and pending:
                     i = pending.popleft()
-                    task = (i, responses[i], reward_fields(samples[i]), num_tokens[i])
+                    task = (i, responses[i], reward_fields(samples[i]), num_tokens[i], max_tokens)
                     try:
                         self._dispatch(self.workers[slot], i, task)
                     except (pickle.PicklingError, TypeError, AttributeError) as err:  # nothing was sent
@@ -215,11 +216,13 @@ atexit.register(shutdown_shared_pool)
 
 
 def score_batch(responses: list[str], samples: list[dict], config: RewardConfig | None = None, step: int = 0,
-                num_tokens: list[int | None] | None = None, pool: RewardPool | None = None) -> list[dict]:
+                num_tokens: list[int | None] | None = None, pool: RewardPool | None = None,
+                max_tokens: int | None = None) -> list[dict]:
     """`score` for a batch: rule-based terms in the worker pool (per-sample timeout), the judge pass
     when `matcher == "judge"`, then `total` at `step`. Returns one dict per response, in order, with
     the terms, `total` and the counters `timeouts`, `errors`, `judge_failures` (all floats).
-    `num_tokens`: token counts for R_overlong, one per response (None: whitespace words)."""
+    `num_tokens`: token counts for R_overlong, one per response (None: whitespace words); `max_tokens`:
+    L_max of R_overlong, the rollouts' `max_new_tokens` (None: R_overlong = 0)."""
     cfg = config or (pool.cfg if pool is not None else RewardConfig())
     if pool is not None and cfg != pool.cfg:
         raise ValueError("score_batch: `config` differs from the config the pool's workers were started with")
@@ -232,10 +235,10 @@ def score_batch(responses: list[str], samples: list[dict], config: RewardConfig 
     if len(counts) != len(responses):
         raise ValueError(f"score_batch: {len(responses)} responses but {len(counts)} token counts")
     if cfg.pool.num_workers == 0 and pool is None:
-        results = [merge_terms(fast_terms(r, s, cfg, n), acc_term(r, s, cfg))
+        results = [merge_terms(fast_terms(r, s, cfg, n, max_tokens), acc_term(r, s, cfg))
                    for r, s, n in zip(responses, samples, counts)]
     else:
-        results = (pool or _shared_pool(cfg)).run(list(responses), list(samples), counts)
+        results = (pool or _shared_pool(cfg)).run(list(responses), list(samples), counts, max_tokens)
     if cfg.matcher == "judge":
         apply_judge(results, responses, samples, cfg)
     for result in results:

@@ -11,8 +11,8 @@ import pytest
 from tests.e2e.stages import TINY_RL, metrics, run
 
 # From a briefly fine-tuned checkpoint: small groups, responses long enough to finish.
-FAST_RL = ["rl.group_size=4", "rl.num_prompts=4", "rl.mini_batch_size=8", "rl.micro_batch_size=8",
-           "generation.sampling.max_new_tokens=96", "rewards.max_response_tokens=96", "rewards.overlong_cache_tokens=16",
+FAST_RL = ["generation.sampling.n=4", "rl.num_prompts=4", "rl.mini_batch_size=8", "rl.micro_batch_size=8",
+           "generation.sampling.max_new_tokens=96", "rewards.overlong_cache_tokens=16",
            "rewards.pool.num_workers=0", "logging.progress_bar=false"]
 
 

@@ -309,9 +309,9 @@ def test_rl_sbatch_two_ranks_from_the_sft_checkpoint_preempted_and_resumed(tiny_
     out, steps = tmp_path / "rl", 6
     overrides = [f"checkpoint.load={sft_out}/checkpoints/step_{sft_steps:07d}",
                  f"data.train_path={sft_out}/data/train.jsonl", f"run.output_dir={out}", "logging.progress_bar=false",
-                 f"rl.rollout_steps={steps}", "rl.num_prompts=2", "rl.group_size=4", "rl.mini_batch_size=8",
+                 f"rl.rollout_steps={steps}", "rl.num_prompts=2", "generation.sampling.n=4", "rl.mini_batch_size=8",
                  "rl.micro_batch_size=4", "rl.dynamic_sampling.enabled=false", "generation.sampling.max_new_tokens=24",
-                 "rewards.max_response_tokens=24", "rewards.overlong_cache_tokens=8", "checkpoint.save_interval=0"]
+                 "rewards.overlong_cache_tokens=8", "checkpoint.save_interval=0"]
     job = submit(ROOT / "slurm/rl.sbatch", "recipes/tiny/rl.yaml", *overrides, sbatch_opts=CPU_TWO_RANKS)
     info, log = _preempt_once(job, out, "rl/reward/total", after_step=1)
     _assert_resumed_once(info, log, out, "rl/reward/total", steps, unit="rollout step")
