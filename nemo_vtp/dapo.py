@@ -32,6 +32,7 @@ from nemo_vtp.rl.advantages import group_advantages
 from nemo_vtp.rl.batch import TrainSequence, micro_batch_inputs
 from nemo_vtp.rl.dynamic_sampling import DynamicSampler, ScoredGroup
 from nemo_vtp.rl.loss import MAX_METRICS, SUM_METRICS, dapo_loss
+from nemo_vtp.rl.rollout_log import group_records, hacking_signals, write_rollouts
 from nemo_vtp.training.checkpoint import Checkpointer
 from nemo_vtp.training.data import SampleSet, data_paths, load_sample_set
 from nemo_vtp.training.entry import stage_main
@@ -212,19 +213,20 @@ def generate_and_score(cfg: RecipeConfig, state: RLState, rl_prompts: list,
         outputs = state.engine.generate([prompt_from_rl(p) for p in rl_prompts], sampling)
         gen_seconds = time.perf_counter() - start
         flat = [(p, r) for p, rollouts in zip(rl_prompts, outputs) for r in rollouts]
-        scores = score_batch([r.text for _, r in flat], [p.sample for p, _ in flat], cfg.rewards, step=state.step,
+        texts, samples = [r.text for _, r in flat], [p.sample for p, _ in flat]
+        scores = score_batch(texts, samples, cfg.rewards, step=state.step,
                              num_tokens=[len(r.token_ids) for _, r in flat], max_tokens=sampling.max_new_tokens)
         score_seconds = time.perf_counter() - start - gen_seconds
         groups, g = [], sampling.n
         for i, prompt in enumerate(rl_prompts):
             rollouts, group_scores = outputs[i], scores[i * g:(i + 1) * g]
             payload = {"prompt_index": i, "rollouts": [(r.token_ids, r.logprobs, r.finish_reason) for r in rollouts],
-                       "scores": group_scores}
+                       "scores": group_scores, "texts": [r.text for r in rollouts]}
             groups.append(ScoredGroup(prompt.sample.get("id", i), [s["total"] for s in group_scores],
                                       [s["acc"] for s in group_scores], payload))
         tokens = sum(len(r.token_ids) for _, r in flat)
         result = (groups, {"scores": scores, "gen_seconds": gen_seconds, "score_seconds": score_seconds,
-                           "gen_tokens": tokens})
+                           "gen_tokens": tokens, "texts": texts, "samples": samples})
     groups, stats = _broadcast_in_model_parallel_group(result)
     for group in groups:  # every rank built the same prompts; keep them beside the rollouts
         group.payload["prompt"] = rl_prompts[group.payload["prompt_index"]]
@@ -234,6 +236,7 @@ def generate_and_score(cfg: RecipeConfig, state: RLState, rl_prompts: list,
 def collect_batch(cfg: RecipeConfig, state: RLState):
     """Generation rounds until dynamic sampling has the step's groups. Returns (batch, stats)."""
     all_scores, gen_seconds, score_seconds, gen_tokens, round_index = [], 0.0, 0.0, 0, 0
+    texts, samples = [], []  # every scored response of the step, for the hacking signals
     while state.dynamic.need_more():
         (indices,) = state.prompt_sampler.micro_batches(state.consumed_prompts)
         state.consumed_prompts += state.prompt_sampler.global_batch_size
@@ -243,6 +246,8 @@ def collect_batch(cfg: RecipeConfig, state: RLState):
         round_index += 1
         state.dynamic.add(groups)
         all_scores += stats["scores"]
+        texts += stats["texts"]
+        samples += stats["samples"]
         gen_seconds += stats["gen_seconds"]
         score_seconds += stats["score_seconds"]
         gen_tokens += stats["gen_tokens"]
@@ -250,7 +255,7 @@ def collect_batch(cfg: RecipeConfig, state: RLState):
     if batch.message:
         logger.warning("rollout step %d: %s", state.step, batch.message)
     return batch, {"scores": all_scores, "gen_seconds": gen_seconds, "score_seconds": score_seconds,
-                   "gen_tokens": gen_tokens}
+                   "gen_tokens": gen_tokens, "texts": texts, "samples": samples}
 
 
 def build_sequences(cfg: RecipeConfig, batch) -> list[TrainSequence]:
@@ -381,16 +386,29 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
     return out
 
 
-def rollout_metrics(stats: dict, batch, seqs: list[TrainSequence]) -> dict[str, float]:
+def rollout_metrics(cfg: RecipeConfig, stats: dict, batch, seqs: list[TrainSequence]) -> dict[str, float]:
     from nemo_vtp.rewards import batch_metrics
 
     out = {f"reward/{k}": v for k, v in batch_metrics(stats["scores"]).items()}
+    signals = hacking_signals(stats["texts"], stats["samples"], stats["scores"], cfg.rewards.tags)
+    out.update({f"hacking/{k}": v for k, v in signals.items()})
     lengths = [len(s.response_ids) for s in seqs]
     out.update({"response_length_mean": sum(lengths) / max(len(lengths), 1),
                 "truncation_rate": sum(not s.keep for s in seqs) / max(len(seqs), 1),
                 "gen_tokens_per_s": stats["gen_tokens"] / max(stats["gen_seconds"], 1e-9),
                 **{f"dynamic_sampling/{k}": v for k, v in batch.metrics.items()}})
     return out
+
+
+def dump_rollouts(cfg: RecipeConfig, step: int, batch) -> Path:
+    """rollouts/step_N.jsonl: the top and bottom response of the first `logging.rollout_groups` real groups."""
+    records = []
+    real = [g for g, is_pad in zip(batch.groups, batch.is_pad) if not is_pad][:cfg.logging.rollout_groups]
+    for index, group in enumerate(real):
+        payload, prompt = group.payload, group.payload["prompt"]
+        records += group_records(step, index, prompt.prompt_text, prompt.sample, payload["texts"], payload["scores"],
+                                 [len(r[0]) for r in payload["rollouts"]], [r[2] for r in payload["rollouts"]])
+    return write_rollouts(cfg.run.output_dir, step, records)
 
 
 def save(cfg: RecipeConfig, state: RLState) -> Path:
@@ -426,7 +444,9 @@ def train(cfg: RecipeConfig, state: RLState) -> dict:
         t3 = time.perf_counter()
         state.step += 1
         steps_this_run += 1
-        metrics = {**rollout_metrics(stats, batch, seqs), **{f"loss/{k}": v for k, v in losses.items()},
+        if cfg.logging.rollout_interval and state.step % cfg.logging.rollout_interval == 0 and is_rank_zero():
+            dump_rollouts(cfg, state.step, batch)
+        metrics = {**rollout_metrics(cfg, stats, batch, seqs), **{f"loss/{k}": v for k, v in losses.items()},
                    **refit_stats, "lr": current_lr(state.policy), "time/rollout_s": t_sleep - t0,
                    "time/train_s": t2 - t1, "time/refit_s": t3 - t2, "time/step_s": t3 - t0,
                    "time/generate_s": stats["gen_seconds"], "time/score_s": stats["score_seconds"],

@@ -220,7 +220,7 @@ def score_batch(responses: list[str], samples: list[dict], config: RewardConfig 
                 max_tokens: int | None = None) -> list[dict]:
     """`score` for a batch: rule-based terms in the worker pool (per-sample timeout), the judge pass
     when `matcher == "judge"`, then `total` at `step`. Returns one dict per response, in order, with
-    the terms, `total` and the counters `timeouts`, `errors`, `judge_failures` (all floats).
+    the terms, `total` and the counters `timeouts`, `errors`, `judge_failures`, `judge_unreachable` (floats).
     `num_tokens`: token counts for R_overlong, one per response (None: whitespace words); `max_tokens`:
     L_max of R_overlong, the rollouts' `max_new_tokens` (None: R_overlong = 0)."""
     cfg = config or (pool.cfg if pool is not None else RewardConfig())

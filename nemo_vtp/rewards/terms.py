@@ -19,7 +19,7 @@ from nemo_vtp.rewards.matching import coverage, coverage_level
 from nemo_vtp.rewards.parsing import extract_sections, format_reward
 
 TERMS = ("acc", "fmt", "vkey", "tkey", "cons", "rep", "overlong")
-COUNTERS = ("timeouts", "errors", "judge_failures")  # per sample: 0.0 or a count, summed per batch
+COUNTERS = ("timeouts", "errors", "judge_failures", "judge_unreachable")  # per sample: a count, summed per batch
 
 log = logging.getLogger(__name__)
 
