@@ -403,7 +403,9 @@ def rollout_metrics(cfg: RecipeConfig, stats: dict, batch, seqs: list[TrainSeque
 def dump_rollouts(cfg: RecipeConfig, step: int, batch) -> Path:
     """rollouts/step_N.jsonl: the top and bottom response of the first `logging.rollout_groups` real groups."""
     records = []
-    real = [g for g, is_pad in zip(batch.groups, batch.is_pad) if not is_pad][:cfg.logging.rollout_groups]
+    # Groups carried over in a checkpoint written before texts were kept have none: skipped.
+    real = [g for g, is_pad in zip(batch.groups, batch.is_pad) if not is_pad and "texts" in g.payload]
+    real = real[:cfg.logging.rollout_groups]
     for index, group in enumerate(real):
         payload, prompt = group.payload, group.payload["prompt"]
         records += group_records(step, index, prompt.prompt_text, prompt.sample, payload["texts"], payload["scores"],

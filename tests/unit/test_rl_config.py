@@ -71,3 +71,12 @@ def test_sampler_takes_the_config_fields_by_name():
     ds = cfg.dynamic_sampling.model_dump(exclude={"oversample"})
     sampler = DynamicSampler(num_prompts=cfg.num_prompts, group_size=4, **ds)
     assert (sampler.max_rounds, sampler.on_exhausted, sampler.criterion) == (10, "partial", "accuracy")
+
+
+def test_cluster_recipes_score_perception_with_the_judge_node(monkeypatch):
+    """The 7B and 32B runs (and the ablations) use the judge at the URL slurm/rl.sbatch exports."""
+    monkeypatch.setenv("NEMO_VTP_JUDGE_URL", "http://gpu-017:31234")
+    for recipe in sorted((RECIPES / "rl").glob("rl-*.yaml")):
+        judge = load_config(recipe).rewards
+        assert (judge.matcher, judge.judge.base_url, judge.judge.model) == ("judge", "http://gpu-017:31234", "judge")
+    assert load_config(RECIPES / "tiny" / "rl.yaml").rewards.matcher == "rule"  # CPU demo: no judge node
