@@ -63,8 +63,32 @@ class RLState:
     last_saved_step: int = -1
 
 
+# SFT keys the RL stage does not read -> the RL key for the same quantity: a recipe that changes one is
+# refused rather than silently ignored.
+SFT_ONLY_KEYS = {
+    "training.train_steps": "rl.rollout_steps", "training.epochs": "rl.num_epochs",
+    "training.global_batch_size": "rl.num_prompts (x generation.sampling.n)",
+    "training.micro_batch_size": "rl.micro_batch_size",
+    "data.max_seq_length": "generation.sampling.max_new_tokens (and generation.vllm.max_model_len)",
+}
+
+
+def _sft_only_keys_set(cfg: RecipeConfig) -> list[str]:
+    """Keys of SFT_ONLY_KEYS whose value differs from the schema default."""
+    default = RecipeConfig()
+    changed = []
+    for key in SFT_ONLY_KEYS:
+        section, field = key.split(".")
+        if getattr(getattr(cfg, section), field) != getattr(getattr(default, section), field):
+            changed.append(key)
+    return changed
+
+
 def _check_recipe(cfg: RecipeConfig, dp_size: int) -> None:
     rl = cfg.rl
+    ignored = _sft_only_keys_set(cfg)
+    if ignored:
+        raise ConfigError("the RL stage does not read " + "; ".join(f"{k} (set {SFT_ONLY_KEYS[k]})" for k in ignored))
     if rl.loss_agg != "token-mean":
         raise ConfigError("rl.loss_agg: the training loop implements DAPO's token-mean only")
     if rl.num_prompts % dp_size:

@@ -43,4 +43,7 @@ class RecipeConfig(Section):
         if cache is not None and cache > sampling.max_new_tokens:
             raise ValueError(f"rewards.overlong_cache_tokens={cache} exceeds L_max of R_overlong, "
                              f"generation.sampling.max_new_tokens={sampling.max_new_tokens}")
+        if self.generation.engine == "vllm" and sampling.max_new_tokens >= self.generation.vllm.max_model_len:
+            raise ValueError(f"generation.sampling.max_new_tokens={sampling.max_new_tokens} leaves no room for the "
+                             f"prompt in generation.vllm.max_model_len={self.generation.vllm.max_model_len}")
         return self
