@@ -180,7 +180,7 @@ nemo_vtp_start_judge() {
     if [ "${#nodes[@]}" -gt 1 ]; then
         host=0.0.0.0  # the trainers call it from the other nodes
         export NEMO_VTP_TRAIN_EXCLUDE=$node
-        step_opts=(--exclusive)
+        step_opts=(--exclusive "--cpus-per-task=${SLURM_CPUS_ON_NODE:-1}" --mem=0)  # the whole node
     else
         host=127.0.0.1
         step_opts=(--overlap)  # shares the node with the trainers' step
@@ -207,7 +207,7 @@ nemo_vtp_start_judge() {
         "$NEMO_VTP_JUDGE_URL/health" 2>/dev/null; do
         kill -0 "$NEMO_VTP_JUDGE_PID" 2>/dev/null || nemo_vtp_die "the judge server exited before it was healthy"
         [ "$SECONDS" -lt "$deadline" ] || nemo_vtp_die "the judge server was not healthy within the start timeout"
-        sleep 2
+        sleep 1
     done
     nemo_vtp_log "judge: healthy at $NEMO_VTP_JUDGE_URL (served as '$name')"
 }
