@@ -124,11 +124,11 @@ def run(args, work: Path, common: list[str]) -> int:
     run_dir = work / "rl"
     rl = [f"run.output_dir={run_dir}", f"data.train_path={work / 'world' / 'train.jsonl'}", f"checkpoint.load={ckpt}",
           "checkpoint.save_interval=0", "checkpoint.save_at_end=false", "logging.progress_bar=false",
-          "logging.tensorboard=false", f"rl.num_prompts={args.prompts}", f"rl.group_size={args.group}",
+          "logging.tensorboard=false", f"rl.num_prompts={args.prompts}", f"generation.sampling.n={args.group}",
           f"rl.mini_batch_size={responses // args.updates}", f"rl.micro_batch_size={args.micro_batch}",
           f"rl.rollout_steps={args.steps}", "rl.dynamic_sampling.enabled=false", "rl.overlong_filter=false",
           f"generation.sampling.max_new_tokens={args.max_tokens}",
-          f"rewards.max_response_tokens={args.max_tokens}", f"rewards.overlong_cache_tokens={args.max_tokens // 4}",
+          f"rewards.overlong_cache_tokens={args.max_tokens // 4}",
           f"generation.vllm.gpu_memory_utilization={args.gpu_memory_utilization}",
           f"generation.vllm.enforce_eager={str(not args.cuda_graphs).lower()}", *common]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",

@@ -32,6 +32,7 @@ from nemo_vtp.rl.advantages import group_advantages
 from nemo_vtp.rl.batch import TrainSequence, micro_batch_inputs
 from nemo_vtp.rl.dynamic_sampling import DynamicSampler, ScoredGroup
 from nemo_vtp.rl.loss import MAX_METRICS, SUM_METRICS, dapo_loss
+from nemo_vtp.rl.rollout_log import group_records, hacking_signals, write_rollouts
 from nemo_vtp.training.checkpoint import Checkpointer
 from nemo_vtp.training.data import SampleSet, data_paths, load_rl_prompts
 from nemo_vtp.training.entry import stage_main
@@ -62,16 +63,44 @@ class RLState:
     last_saved_step: int = -1
 
 
+# SFT keys the RL stage does not read -> the RL key for the same quantity: a recipe that changes one is
+# refused rather than silently ignored.
+SFT_ONLY_KEYS = {
+    "training.train_steps": "rl.rollout_steps", "training.epochs": "rl.num_epochs",
+    "training.global_batch_size": "rl.num_prompts (x generation.sampling.n)",
+    "training.micro_batch_size": "rl.micro_batch_size",
+    "data.max_seq_length": "generation.sampling.max_new_tokens (and generation.vllm.max_model_len)",
+}
+
+
+def _sft_only_keys_set(cfg: RecipeConfig) -> list[str]:
+    """Keys of SFT_ONLY_KEYS whose value differs from the schema default."""
+    default = RecipeConfig()
+    changed = []
+    for key in SFT_ONLY_KEYS:
+        section, field = key.split(".")
+        if getattr(getattr(cfg, section), field) != getattr(getattr(default, section), field):
+            changed.append(key)
+    return changed
+
+
 def _check_recipe(cfg: RecipeConfig, dp_size: int) -> None:
     rl = cfg.rl
+    ignored = _sft_only_keys_set(cfg)
+    if ignored:
+        raise ConfigError("the RL stage does not read " + "; ".join(f"{k} (set {SFT_ONLY_KEYS[k]})" for k in ignored))
     if rl.loss_agg != "token-mean":
         raise ConfigError("rl.loss_agg: the training loop implements DAPO's token-mean only")
     if rl.num_prompts % dp_size:
         raise ConfigError(f"rl.num_prompts ({rl.num_prompts}) must be a multiple of the data-parallel size ({dp_size})")
-    responses = rl.num_prompts * rl.group_size
+    sampling = cfg.generation.sampling
+    if sampling.n < 2 or sampling.temperature <= 0:
+        raise ConfigError(f"generation.sampling: the group size n ({sampling.n}) must be >= 2 and the temperature "
+                          f"({sampling.temperature}) > 0 (it also scales the trainer's log-probs)")
+    responses = rl.num_prompts * sampling.n
     if responses % rl.mini_batch_size or (rl.mini_batch_size // dp_size) % rl.micro_batch_size \
             or rl.mini_batch_size % dp_size:
-        raise ConfigError(f"rl: num_prompts x group_size ({responses}) must be a multiple of mini_batch_size "
+        raise ConfigError(f"rl: num_prompts x generation.sampling.n ({responses}) must be a multiple of mini_batch_size "
                           f"({rl.mini_batch_size}), itself a multiple of data-parallel size ({dp_size}) x "
                           f"micro_batch_size ({rl.micro_batch_size})")
     ds = rl.dynamic_sampling
@@ -80,9 +109,6 @@ def _check_recipe(cfg: RecipeConfig, dp_size: int) -> None:
         # optimizer updates than the others, and their gradient all-reduces would never meet.
         raise ConfigError("rl.dynamic_sampling.on_exhausted=partial needs data-parallel size 1 "
                           f"(here {dp_size}); use pad or error")
-    if cfg.generation.sampling.n != 1 and cfg.generation.sampling.n != rl.group_size:
-        raise ConfigError(f"generation.sampling.n ({cfg.generation.sampling.n}) differs from rl.group_size "
-                          f"({rl.group_size}); leave n at 1, the loop sets it to group_size")
 
 
 def _is_engine_rank() -> bool:
@@ -160,7 +186,7 @@ def setup(cfg: RecipeConfig) -> RLState:
     round_prompts = math.ceil(rl.num_prompts * rl.dynamic_sampling.oversample / dp_size) * dp_size
     prompt_sampler = BatchSampler(len(prompts.samples), round_prompts, round_prompts // dp_size, dp_rank, dp_size,
                                   seed=cfg.run.seed)
-    dynamic = DynamicSampler(rl.num_prompts // dp_size, rl.group_size,
+    dynamic = DynamicSampler(rl.num_prompts // dp_size, cfg.generation.sampling.n,
                              **rl.dynamic_sampling.model_dump(exclude={"oversample"}))
     state = RLState(device, policy, build_rollout_engine(cfg, policy, device), prompts, prompt_sampler, dynamic,
                     total_steps, checkpointer,
@@ -207,24 +233,24 @@ def generate_and_score(cfg: RecipeConfig, state: RLState, rl_prompts: list,
         seed = cfg.generation.sampling.seed
         if seed is None:  # reproducible rollouts: resume and parallel layouts see the same samples
             seed = (cfg.run.seed * 1_000_003 + state.step * 10_007 + round_index * 101 + state.dp_rank) % 2**31
-        sampling = cfg.generation.sampling.model_copy(update={"n": cfg.rl.group_size, "seed": seed,
-                                                               "temperature": cfg.rl.temperature})
+        sampling = cfg.generation.sampling.model_copy(update={"seed": seed})
         outputs = state.engine.generate([prompt_from_rl(p) for p in rl_prompts], sampling)
         gen_seconds = time.perf_counter() - start
         flat = [(p, r) for p, rollouts in zip(rl_prompts, outputs) for r in rollouts]
-        scores = score_batch([r.text for _, r in flat], [p.sample for p, _ in flat], cfg.rewards, step=state.step,
-                             num_tokens=[len(r.token_ids) for _, r in flat])
+        texts, samples = [r.text for _, r in flat], [p.sample for p, _ in flat]
+        scores = score_batch(texts, samples, cfg.rewards, step=state.step,
+                             num_tokens=[len(r.token_ids) for _, r in flat], max_tokens=sampling.max_new_tokens)
         score_seconds = time.perf_counter() - start - gen_seconds
-        groups, g = [], cfg.rl.group_size
+        groups, g = [], sampling.n
         for i, prompt in enumerate(rl_prompts):
             rollouts, group_scores = outputs[i], scores[i * g:(i + 1) * g]
             payload = {"prompt_index": i, "rollouts": [(r.token_ids, r.logprobs, r.finish_reason) for r in rollouts],
-                       "scores": group_scores}
+                       "scores": group_scores, "texts": [r.text for r in rollouts]}
             groups.append(ScoredGroup(prompt.sample.get("id", i), [s["total"] for s in group_scores],
                                       [s["acc"] for s in group_scores], payload))
         tokens = sum(len(r.token_ids) for _, r in flat)
         result = (groups, {"scores": scores, "gen_seconds": gen_seconds, "score_seconds": score_seconds,
-                           "gen_tokens": tokens})
+                           "gen_tokens": tokens, "texts": texts, "samples": samples})
     groups, stats = _broadcast_in_model_parallel_group(result)
     for group in groups:  # every rank built the same prompts; keep them beside the rollouts
         group.payload["prompt"] = rl_prompts[group.payload["prompt_index"]]
@@ -234,6 +260,7 @@ def generate_and_score(cfg: RecipeConfig, state: RLState, rl_prompts: list,
 def collect_batch(cfg: RecipeConfig, state: RLState):
     """Generation rounds until dynamic sampling has the step's groups. Returns (batch, stats)."""
     all_scores, gen_seconds, score_seconds, gen_tokens, round_index = [], 0.0, 0.0, 0, 0
+    texts, samples = [], []  # every scored response of the step, for the hacking signals
     while state.dynamic.need_more():
         (indices,) = state.prompt_sampler.micro_batches(state.consumed_prompts)
         state.consumed_prompts += state.prompt_sampler.global_batch_size
@@ -243,6 +270,8 @@ def collect_batch(cfg: RecipeConfig, state: RLState):
         round_index += 1
         state.dynamic.add(groups)
         all_scores += stats["scores"]
+        texts += stats["texts"]
+        samples += stats["samples"]
         gen_seconds += stats["gen_seconds"]
         score_seconds += stats["score_seconds"]
         gen_tokens += stats["gen_tokens"]
@@ -250,7 +279,7 @@ def collect_batch(cfg: RecipeConfig, state: RLState):
     if batch.message:
         logger.warning("rollout step %d: %s", state.step, batch.message)
     return batch, {"scores": all_scores, "gen_seconds": gen_seconds, "score_seconds": score_seconds,
-                   "gen_tokens": gen_tokens}
+                   "gen_tokens": gen_tokens, "texts": texts, "samples": samples}
 
 
 def build_sequences(cfg: RecipeConfig, batch) -> list[TrainSequence]:
@@ -258,7 +287,7 @@ def build_sequences(cfg: RecipeConfig, batch) -> list[TrainSequence]:
     seqs = []
     for group, is_pad in zip(batch.groups, batch.is_pad):
         prompt = group.payload["prompt"]
-        advantages = group_advantages(torch.tensor(group.rewards), cfg.rl.group_size, cfg.rl.advantage_eps)
+        advantages = group_advantages(torch.tensor(group.rewards), cfg.generation.sampling.n, cfg.rl.advantage_eps)
         for (token_ids, logprobs, finish), adv in zip(group.payload["rollouts"], advantages.tolist()):
             truncated = finish == "length"
             seqs.append(TrainSequence(prompt.prompt_ids, prompt.position_ids, torch.tensor(token_ids, dtype=torch.long),
@@ -279,7 +308,7 @@ def _logprobs_of(cfg: RecipeConfig, state: RLState, logits: torch.Tensor, target
 
     tp = parallel_state.get_tensor_model_parallel_world_size()
     return vocab_parallel_logprobs(logits[:, :-1], targets, group=parallel_state.get_tensor_model_parallel_group()
-                                   if tp > 1 else None, temperature=cfg.rl.temperature,
+                                   if tp > 1 else None, temperature=cfg.generation.sampling.temperature,
                                    vocab_size=state.policy.arch.vocab_size, chunk_size=cfg.rl.logprob_chunk_size,
                                    compute_entropy=True)
 
@@ -405,16 +434,31 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
     return out
 
 
-def rollout_metrics(stats: dict, batch, seqs: list[TrainSequence]) -> dict[str, float]:
+def rollout_metrics(cfg: RecipeConfig, stats: dict, batch, seqs: list[TrainSequence]) -> dict[str, float]:
     from nemo_vtp.rewards import batch_metrics
 
     out = {f"reward/{k}": v for k, v in batch_metrics(stats["scores"]).items()}
+    signals = hacking_signals(stats["texts"], stats["samples"], stats["scores"], cfg.rewards.tags)
+    out.update({f"hacking/{k}": v for k, v in signals.items()})
     lengths = [len(s.response_ids) for s in seqs]
     out.update({"response_length_mean": sum(lengths) / max(len(lengths), 1),
                 "truncation_rate": sum(not s.keep for s in seqs) / max(len(seqs), 1),
                 "gen_tokens_per_s": stats["gen_tokens"] / max(stats["gen_seconds"], 1e-9),
                 **{f"dynamic_sampling/{k}": v for k, v in batch.metrics.items()}})
     return out
+
+
+def dump_rollouts(cfg: RecipeConfig, step: int, batch) -> Path:
+    """rollouts/step_N.jsonl: the top and bottom response of the first `logging.rollout_groups` real groups."""
+    records = []
+    # Groups carried over in a checkpoint written before texts were kept have none: skipped.
+    real = [g for g, is_pad in zip(batch.groups, batch.is_pad) if not is_pad and "texts" in g.payload]
+    real = real[:cfg.logging.rollout_groups]
+    for index, group in enumerate(real):
+        payload, prompt = group.payload, group.payload["prompt"]
+        records += group_records(step, index, prompt.prompt_text, prompt.sample, payload["texts"], payload["scores"],
+                                 [len(r[0]) for r in payload["rollouts"]], [r[2] for r in payload["rollouts"]])
+    return write_rollouts(cfg.run.output_dir, step, records)
 
 
 def save(cfg: RecipeConfig, state: RLState) -> Path:
@@ -450,7 +494,9 @@ def train(cfg: RecipeConfig, state: RLState) -> dict:
         t3 = time.perf_counter()
         state.step += 1
         steps_this_run += 1
-        metrics = {**rollout_metrics(stats, batch, seqs), **{f"loss/{k}": v for k, v in losses.items()},
+        if cfg.logging.rollout_interval and state.step % cfg.logging.rollout_interval == 0 and is_rank_zero():
+            dump_rollouts(cfg, state.step, batch)
+        metrics = {**rollout_metrics(cfg, stats, batch, seqs), **{f"loss/{k}": v for k, v in losses.items()},
                    **refit_stats, "lr": current_lr(state.policy), "time/rollout_s": t_sleep - t0,
                    "time/train_s": t2 - t1, "time/refit_s": t3 - t2, "time/step_s": t3 - t0,
                    "time/generate_s": stats["gen_seconds"], "time/score_s": stats["score_seconds"],

@@ -14,6 +14,7 @@
 #   NEMO_VTP_CONTAINER_IMAGE  run the tasks in this container (pyxis: srun --container-image)
 #   NEMO_VTP_CONTAINER_MOUNTS pyxis --container-mounts (the checkout is always mounted at its own path)
 #   MASTER_ADDR, MASTER_PORT  the rendezvous (default: the first node of the job, a port from the job id)
+#   NEMO_VTP_JUDGE_*          the reward judge server of `nemo_vtp_start_judge` (see there)
 
 nemo_vtp_log() { echo "[nemo_vtp/slurm $(date +%H:%M:%S)] $*"; }
 
@@ -99,6 +100,9 @@ nemo_vtp_launch() {
     nnodes=${SLURM_JOB_NUM_NODES:-1}
     nemo_vtp_rendezvous
     nemo_vtp_env
+    if [ -n "${NEMO_VTP_TRAIN_EXCLUDE:-}" ]; then  # the judge has a node of its own: the ranks use the others
+        nnodes=$((nnodes - 1))
+    fi
     export NEMO_VTP_LAUNCH=$mode
     export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
     # Rank 0 runs on the batch host, so a node-local flag is visible to this shell.
@@ -109,6 +113,10 @@ nemo_vtp_launch() {
 
     local srun_opts=()
     mapfile -t srun_opts < <(nemo_vtp_srun_opts "$root")
+    if [ -n "${NEMO_VTP_TRAIN_EXCLUDE:-}" ]; then
+        srun_opts+=("--exclude=$NEMO_VTP_TRAIN_EXCLUDE" "--nodes=$nnodes"
+            "--ntasks=$((nnodes * ${SLURM_NTASKS_PER_NODE:-1}))")
+    fi
     local cmd=("$python" "$@")
     case "$mode" in
         srun) ;;
@@ -143,4 +151,71 @@ nemo_vtp_launch() {
 nemo_vtp_run() {
     [ $# -ge 2 ] || nemo_vtp_die "usage: sbatch slurm/$1.sbatch ARGS... (see the header of that file)"
     nemo_vtp_launch -m nemo_vtp.cli "$@"
+}
+
+# The reward model's judge server (an OpenAI-compatible endpoint) as its own job step, as the paper's
+# reward node: on the last node of the allocation when the job has several (the trainers then run on
+# the others), else beside the trainers (`--overlap`). Waits for GET /health, then exports
+# NEMO_VTP_JUDGE_URL, which the RL recipes read for `rewards.judge.base_url`. The step ends with the job;
+# if it dies earlier, reward requests fall back to the rule matcher and are counted (reward/judge_*).
+#   NEMO_VTP_JUDGE_MODEL          model folder or name to serve (required)
+#   NEMO_VTP_JUDGE_SERVER         vllm (default: `python -m vllm.entrypoints.openai.api_server`) or
+#                                 nemo-vtp (`nemo-vtp serve`, the torch engine: CPU tests, small judges)
+#   NEMO_VTP_JUDGE_NAME           served model name, the recipe's `rewards.judge.model` (default: judge)
+#   NEMO_VTP_JUDGE_PORT           TCP port (default: 30000 + job id mod 20000)
+#   NEMO_VTP_JUDGE_TP             vLLM tensor parallel size (default: the GPUs of a node)
+#   NEMO_VTP_JUDGE_ARGS           extra server arguments, split on spaces (e.g. "--max-model-len 8192")
+#   NEMO_VTP_JUDGE_START_TIMEOUT  seconds to wait for /health (default 1200)
+nemo_vtp_start_judge() {
+    local root python server node host port name gpus nodes=() cmd=() extra=() step_opts=()
+    [ -n "${NEMO_VTP_JUDGE_MODEL:-}" ] || nemo_vtp_die "NEMO_VTP_JUDGE_MODEL is not set: the judge has no model"
+    root=$(nemo_vtp_root)
+    python=$(nemo_vtp_python "$root")
+    server=${NEMO_VTP_JUDGE_SERVER:-vllm}
+    name=${NEMO_VTP_JUDGE_NAME:-judge}
+    port=${NEMO_VTP_JUDGE_PORT:-$((30000 + SLURM_JOB_ID % 20000))}
+    gpus=$(nemo_vtp_gpus_per_node)
+    mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+    node=${nodes[${#nodes[@]} - 1]}
+    if [ "${#nodes[@]}" -gt 1 ]; then
+        host=0.0.0.0  # the trainers call it from the other nodes
+        export NEMO_VTP_TRAIN_EXCLUDE=$node
+        step_opts=(--exclusive "--cpus-per-task=${SLURM_CPUS_ON_NODE:-1}" --mem=0)  # the whole node
+    else
+        host=127.0.0.1
+        step_opts=(--overlap)  # shares the node with the trainers' step
+    fi
+    read -r -a extra <<<"${NEMO_VTP_JUDGE_ARGS:-}"
+    case "$server" in
+        vllm) cmd=("$python" -m vllm.entrypoints.openai.api_server --model "$NEMO_VTP_JUDGE_MODEL"
+                --served-model-name "$name" --host "$host" --port "$port"
+                --tensor-parallel-size "${NEMO_VTP_JUDGE_TP:-$((gpus > 0 ? gpus : 1))}") ;;
+        nemo-vtp) cmd=("$python" -m nemo_vtp.cli serve --model "$NEMO_VTP_JUDGE_MODEL" --served-model-name "$name"
+                --host "$host" --port "$port" --device "$([ "$gpus" -gt 0 ] && echo cuda || echo cpu)") ;;
+        *) nemo_vtp_die "NEMO_VTP_JUDGE_SERVER=$server: expected vllm or nemo-vtp" ;;
+    esac
+    export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+    nemo_vtp_log "judge: ${cmd[*]} ${extra[*]} on $node"
+    srun --nodes=1 --ntasks=1 "--nodelist=$node" --job-name=nemo-vtp-judge --input=none --export=ALL \
+        "${step_opts[@]}" "${cmd[@]}" "${extra[@]}" &
+    NEMO_VTP_JUDGE_PID=$!
+    NEMO_VTP_JUDGE_URL="http://$node:$port"
+    [ "$host" = 127.0.0.1 ] && NEMO_VTP_JUDGE_URL="http://127.0.0.1:$port"
+    export NEMO_VTP_JUDGE_URL NEMO_VTP_JUDGE_PID
+    local deadline=$((SECONDS + ${NEMO_VTP_JUDGE_START_TIMEOUT:-1200}))
+    until "$python" -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=5)" \
+        "$NEMO_VTP_JUDGE_URL/health" 2>/dev/null; do
+        kill -0 "$NEMO_VTP_JUDGE_PID" 2>/dev/null || nemo_vtp_die "the judge server exited before it was healthy"
+        [ "$SECONDS" -lt "$deadline" ] || nemo_vtp_die "the judge server was not healthy within the start timeout"
+        sleep 1
+    done
+    nemo_vtp_log "judge: healthy at $NEMO_VTP_JUDGE_URL (served as '$name')"
+}
+
+# End the judge step started by nemo_vtp_start_judge (a no-op without one).
+nemo_vtp_stop_judge() {
+    if [ -n "${NEMO_VTP_JUDGE_PID:-}" ] && kill -0 "$NEMO_VTP_JUDGE_PID" 2>/dev/null; then
+        kill "$NEMO_VTP_JUDGE_PID" 2>/dev/null || true
+        wait "$NEMO_VTP_JUDGE_PID" 2>/dev/null || true
+    fi
 }

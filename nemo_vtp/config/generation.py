@@ -10,11 +10,11 @@ from nemo_vtp.config.base import Section
 class SamplingConfig(Section):
     """How one `Engine.generate` call samples. Log-probs are always returned for the sampled tokens."""
 
-    n: int = Field(1, ge=1)  # samples per prompt (the GRPO/DAPO group size G)
-    temperature: float = Field(1.0, ge=0.0)  # softmax temperature; 0 means greedy (argmax)
+    n: int = Field(1, ge=1)  # samples per prompt; in RL the GRPO/DAPO group size G (>= 2)
+    temperature: float = Field(1.0, ge=0.0)  # softmax temperature; 0 means greedy; RL: also scales the log-probs
     top_p: float = Field(1.0, gt=0.0, le=1.0)  # nucleus sampling mass; 1.0 disables it
     top_k: int = Field(0, ge=0)  # keep the k most likely tokens; 0 disables it
-    max_new_tokens: int = Field(256, ge=1)  # response length cap in tokens (finish reason `length`)
+    max_new_tokens: int = Field(256, ge=1)  # response length cap, tokens (finish `length`); RL: also L_max of R_overlong
     stop: list[str] = Field(default_factory=list)  # stop strings; the text is cut before the match
     stop_token_ids: list[int] = Field(default_factory=list)  # extra stop token ids (EOS always stops)
     top_logprobs: int = Field(0, ge=0, le=20)  # also return this many most likely tokens per step

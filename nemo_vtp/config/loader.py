@@ -9,6 +9,7 @@ validation error deep in an inherited recipe still points at the line to fix.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,13 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
+
+# Keys removed so that each quantity has one knob -> the key that now holds it (named in the error).
+REMOVED_KEYS = {
+    "rl.group_size": "generation.sampling.n",
+    "rl.temperature": "generation.sampling.temperature",
+    "rewards.max_response_tokens": "generation.sampling.max_new_tokens",
+}
 
 
 class ConfigError(ValueError):
@@ -204,16 +212,23 @@ def _origin_for(dotted: str, origins: dict[str, Origin]) -> str:
     return "<schema default>"
 
 
+def _first_key_named(message: str, origins: dict[str, Origin]) -> str:
+    """A check across sections has no location: the first dotted key its message names that a file set."""
+    return next((k for k in re.findall(r"[A-Za-z_]+(?:\.[A-Za-z_]+)+", message) if k in origins), "")
+
+
 def format_validation_error(err: ValidationError, schema: type[BaseModel], origins: dict[str, Origin]) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
-        dotted = ".".join(loc)
+        dotted = ".".join(loc) or _first_key_named(e["msg"], origins)
         where = _origin_for(dotted, origins)
         if e["type"] == "extra_forbidden":
             valid = _fields_at(schema, loc[:-1])
             close = difflib.get_close_matches(loc[-1], valid, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            if dotted in REMOVED_KEYS:
+                hint = f"; removed: set {REMOVED_KEYS[dotted]!r} instead (one knob per quantity)"
             section = ".".join(loc[:-1]) or "top level"
             lines.append(f"{where}: unknown key {dotted!r} in {section}{hint} (valid: {', '.join(valid)})")
         else:

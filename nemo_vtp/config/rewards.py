@@ -58,8 +58,8 @@ class JudgeConfig(Section):
     base_url: str = "http://127.0.0.1:8000"  # server root, without /v1
     model: str = "judge"  # `model` field of the request (the served model name)
     api_key_env: str | None = None  # name of an env var holding a bearer token; None sends none
-    timeout_s: float = Field(30.0, gt=0)  # per-request socket timeout, seconds
-    max_retries: int = Field(2, ge=0)  # retries after the first attempt (errors, timeouts, garbage replies)
+    timeout_s: float = Field(30.0, gt=0)  # total deadline of one judge request, retries included, seconds
+    max_retries: int = Field(2, ge=0)  # retries after the first attempt, while the deadline allows
     backoff_s: float = Field(0.5, ge=0)  # first retry delay, doubled on each further retry, seconds
     max_concurrency: int = Field(16, ge=1)  # requests in flight at once
     max_tokens: int = Field(256, ge=1)  # completion budget of one judge reply, tokens
@@ -83,8 +83,8 @@ class RewardConfig(Section):
     tau_lo: float = Field(0.4, ge=0, le=1)  # coverage at or above which R_vkey/R_tkey = 0.5 (below: 0)
     ngram_size: int = Field(20, ge=1)  # n of the repetition penalty, whitespace tokens
     rep_penalty: float = Field(-2.0, le=0)  # R_rep = rep_penalty * (1 - unique n-grams / all n-grams)
-    max_response_tokens: int = Field(4096, ge=1)  # L_max of the overlong punishment; set it to the rollout max
-    overlong_cache_tokens: int = Field(1024, ge=0)  # L_cache: the soft-punishment band below L_max
+    # L_max of R_overlong is the rollout cap `generation.sampling.max_new_tokens`: one knob for one length.
+    overlong_cache_tokens: int | None = Field(None, ge=0)  # L_cache, the soft band below L_max, tokens; None: L_max/4
     matcher: Literal["rule", "judge"] = "rule"  # key-info matcher for R_vkey/R_tkey
     match_window_slack: int = Field(3, ge=0)  # extra tokens a fact's words may spread over in the text
     number_rel_tol: float = Field(1e-3, ge=0)  # relative tolerance when comparing numbers
@@ -96,8 +96,6 @@ class RewardConfig(Section):
     def _check(self):
         if self.tau_lo > self.tau_hi:
             raise ValueError(f"tau_lo ({self.tau_lo}) must not exceed tau_hi ({self.tau_hi})")
-        if self.overlong_cache_tokens > self.max_response_tokens:
-            raise ValueError("overlong_cache_tokens must not exceed max_response_tokens")
         tags = [self.tags.description, self.tags.think, self.tags.answer]
         if len(set(tags)) != 3:
             raise ValueError(f"the three tags must differ, got {tags}")

@@ -1,9 +1,13 @@
 """Stage II (perception-aware DAPO) settings: batch shape, the loss, dynamic sampling, overlong
-filtering and TIS. Defaults are DAPO's (arXiv 2503.14476) where it gives them; ours are marked."""
+filtering and TIS. Defaults are DAPO's (arXiv 2503.14476) where it gives them; ours are marked.
+
+How the rollouts sample is `generation.sampling`, one place for every rollout knob: its `n` is the
+group size G, its `temperature` also scales the trainer's log-probs, its `max_new_tokens` is L_max
+of R_overlong."""
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from nemo_vtp.config.base import Section
 
@@ -18,7 +22,6 @@ class DynamicSamplingConfig(Section):
 
 
 class RLConfig(Section):
-    group_size: int = Field(16, ge=2)  # G, responses sampled per prompt
     num_prompts: int = Field(512, ge=1)  # prompt groups per rollout step, after dynamic sampling
     mini_batch_size: int = Field(512, ge=1)  # responses per optimizer update (DAPO: 512 -> 16 updates per step)
     micro_batch_size: int = Field(4, ge=1)  # responses per forward/backward pass on one DP rank (memory only)
@@ -27,7 +30,6 @@ class RLConfig(Section):
     rollout_steps: int | None = Field(None, ge=1)  # rollout steps to run; None: num_epochs over the prompt set
     # longest prompt, tokens (images expanded; longer ones skipped, counted); None: engine context - max_new_tokens
     max_prompt_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, gt=0)  # rollout sampling temperature; train log-probs use the same
     ratio_clip_low: float = Field(0.2, ge=0, lt=1)  # eps_low: ratio floor 1 - eps_low for negative advantages
     ratio_clip_high: float = Field(0.28, ge=0)  # eps_high: ratio ceiling 1 + eps_high for positive advantages
     dual_clip: float | None = Field(None, gt=1)  # c: negative-advantage loss bounded by -c*A; None: off (as DAPO)
@@ -38,16 +40,3 @@ class RLConfig(Section):
     tis: bool = False  # truncated importance sampling weight min(pi_train/pi_rollout, tis_cap) per token
     tis_cap: float = Field(2.0, gt=0)  # C of TIS (ours: 2); the mismatch is logged whether or not tis is on
     logprob_chunk_size: int = Field(1024, ge=1)  # tokens per chunk of the vocab-parallel log-prob (fp32 memory)
-
-    @model_validator(mode="after")
-    def _whole_mini_batches(self):
-        responses = self.num_prompts * self.group_size
-        if responses % self.mini_batch_size:
-            raise ValueError(f"num_prompts * group_size = {responses} responses do not split into mini-batches "
-                             f"of mini_batch_size={self.mini_batch_size}")
-        return self
-
-    @property
-    def updates_per_step(self) -> int:
-        """Optimizer updates per rollout step on a full batch."""
-        return self.ppo_epochs * self.num_prompts * self.group_size // self.mini_batch_size

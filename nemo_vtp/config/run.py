@@ -19,6 +19,8 @@ class LoggingConfig(Section):
     jsonl: bool = True  # write one JSON line of metrics per step to <output_dir>/metrics.jsonl
     progress_bar: bool = True  # tqdm progress bar on rank 0 when stdout is a terminal or forced
     log_interval: int = Field(1, ge=1)  # steps between metric lines
+    rollout_interval: int = Field(10, ge=0)  # RL steps between <output_dir>/rollouts/step_N.jsonl dumps; 0 off
+    rollout_groups: int = Field(4, ge=1)  # groups per rollout dump, each its top and bottom response
 
 
 class CheckpointConfig(Section):

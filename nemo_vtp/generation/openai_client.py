@@ -5,14 +5,20 @@ Shared by the reward judge (`nemo_vtp.rewards.judge`) and the data-engine teache
 Every failure becomes one `ChatEndpointError` whose `kind` says what happened:
 "http" (a 4xx/5xx status), "timeout", "connection" (refused, reset, DNS) or "bad_reply" (not JSON,
 or no `choices`). `with_retries` is the one retry loop (exponential backoff) both callers use.
+
+A socket timeout bounds each read, not a reply: a server that trickles one byte a second never trips
+it. `post(body, deadline=...)` also bounds the whole exchange (connect, headers, body): a timer shuts
+the socket down at the deadline, and the blocked read returns at once.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -44,6 +50,67 @@ def chat_url(base_url: str) -> str:
     return root + "/v1/chat/completions"
 
 
+class _DeadlineConnection:
+    """Mixed into http.client's connection classes: at `deadline` (time.monotonic()) the socket is shut
+    down, so any read still blocked on a slow server returns; `expired` then tells why."""
+
+    def __init__(self, *args, deadline: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline, self.expired, self._timer = deadline, False, None
+
+    def connect(self):
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.expired = True
+            raise TimeoutError("the deadline passed before connecting")
+        self.timeout = min(self.timeout, remaining) if isinstance(self.timeout, (int, float)) else remaining
+        super().connect()
+        sock = self.sock  # urllib drops `self.sock` once the headers are in; the reply still reads from it
+        self._timer = threading.Timer(remaining, self._expire, args=(sock,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self, sock: socket.socket) -> None:
+        self.expired = True
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed: the reply was complete
+            pass
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class _DeadlineHTTPConnection(_DeadlineConnection, http.client.HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection):
+    pass
+
+
+def _opener_with_deadline(proxies: dict | None, deadline: float, connections: list) -> urllib.request.OpenerDirector:
+    """An opener whose HTTP(S) connections shut down at `deadline`; each one is appended to `connections`."""
+
+    def factory(cls):
+        def make(host, **kwargs):
+            connections.append(cls(host, deadline=deadline, **kwargs))
+            return connections[-1]
+        return make
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(factory(_DeadlineHTTPConnection), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            extra = {"check_hostname": self._check_hostname} if hasattr(self, "_check_hostname") else {}  # <3.12
+            return self.do_open(factory(_DeadlineHTTPSConnection), req, context=self._context, **extra)
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler(proxies), HTTP(), HTTPS())
+
+
 class ChatEndpoint:
     """One server: `post(body) -> reply dict`. Loopback servers bypass any http_proxy of the environment."""
 
@@ -51,8 +118,8 @@ class ChatEndpoint:
         self.url = chat_url(base_url)
         self.timeout_s = timeout_s
         self.api_key_env = api_key_env
-        proxies = {} if urlparse(self.url).hostname in _LOOPBACK else None
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+        self._proxies = {} if urlparse(self.url).hostname in _LOOPBACK else None
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler(self._proxies))
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -60,11 +127,27 @@ class ChatEndpoint:
             headers["Authorization"] = f"Bearer {os.environ.get(self.api_key_env, '')}"
         return headers
 
-    def post(self, body: dict) -> dict:
-        """Send one request; the decoded reply (a dict with `choices`) or ChatEndpointError."""
+    def post(self, body: dict, deadline: float | None = None) -> dict:
+        """Send one request; the decoded reply (a dict with `choices`) or ChatEndpointError. `deadline`
+        (time.monotonic()) bounds the whole exchange; without it each socket read has `timeout_s`."""
+        if deadline is None:
+            return self._exchange(self._opener, body)
+        connections: list[_DeadlineConnection] = []
+        try:
+            return self._exchange(_opener_with_deadline(self._proxies, deadline, connections), body)
+        except ChatEndpointError as err:
+            if any(c.expired for c in connections):
+                raise ChatEndpointError("timeout", f"no complete reply from {self.url} by the deadline "
+                                        f"({err.kind}: {err.message})") from None
+            raise
+        finally:
+            for connection in connections:
+                connection.cancel()
+
+    def _exchange(self, opener: urllib.request.OpenerDirector, body: dict) -> dict:
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=self._headers(), method="POST")
         try:
-            with self._opener.open(req, timeout=self.timeout_s) as resp:
+            with opener.open(req, timeout=self.timeout_s) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as err:
             detail = err.read()[:300].decode("utf-8", "replace") if err.fp else ""
@@ -74,7 +157,7 @@ class ChatEndpoint:
         except urllib.error.URLError as err:
             kind = "timeout" if isinstance(err.reason, (TimeoutError, socket.timeout)) else "connection"
             raise ChatEndpointError(kind, f"{self.url}: {err.reason}") from None
-        except (ConnectionError, OSError) as err:  # reset or closed mid-reply (a server killed while answering)
+        except (ConnectionError, OSError, http.client.HTTPException) as err:  # reset or cut mid-reply (server killed)
             raise ChatEndpointError("connection", f"{self.url}: {type(err).__name__}: {err}") from None
         try:
             payload = json.loads(raw.decode("utf-8"))
@@ -86,15 +169,17 @@ class ChatEndpoint:
 
 
 def with_retries(fn: Callable[[int], T], *, max_retries: int, backoff_s: float, retry_on: tuple[type, ...],
-                 what: str = "request") -> T:
+                 what: str = "request", deadline: float | None = None) -> T:
     """Call `fn(attempt)` for attempt 0, 1, ... until it returns; on an exception of `retry_on` wait
-    backoff_s * 2**attempt seconds and try again, at most `max_retries` more times, then re-raise."""
+    backoff_s * 2**attempt seconds and try again, at most `max_retries` more times, then re-raise.
+    With a `deadline` (time.monotonic()), no retry starts whose backoff would end past it."""
     for attempt in range(max_retries + 1):
         try:
             return fn(attempt)
         except retry_on as err:
             log.warning("%s attempt %d/%d failed: %s", what, attempt + 1, max_retries + 1, err)
-            if attempt == max_retries:
+            delay = backoff_s * 2**attempt
+            if attempt == max_retries or (deadline is not None and time.monotonic() + delay >= deadline):
                 raise
-            time.sleep(backoff_s * 2**attempt)
+            time.sleep(delay)
     raise AssertionError("unreachable")

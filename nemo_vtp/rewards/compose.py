@@ -11,7 +11,7 @@ other weights are constant.
 from __future__ import annotations
 
 from nemo_vtp.config.rewards import RewardConfig
-from nemo_vtp.rewards.judge import JudgeClient
+from nemo_vtp.rewards.judge import UNREACHABLE, JudgeClient
 from nemo_vtp.rewards.matching import coverage_level
 from nemo_vtp.rewards.parsing import extract_sections
 from nemo_vtp.rewards.terms import COUNTERS, TERMS, acc_term, fast_terms, merge_terms
@@ -50,7 +50,8 @@ def total_reward(terms: dict, cfg: RewardConfig, step: int = 0) -> float:
 def apply_judge(results: list[dict], responses: list[str], samples: list[dict], cfg: RewardConfig,
                 client: JudgeClient | None = None) -> None:
     """Replace rule-based vkey/tkey by the judge's levels, in place. A failed request keeps the rule
-    value and adds 1 to `judge_failures`. Empty sections and samples without facts ask nothing."""
+    value and adds 1 to `judge_failures`, and also to `judge_unreachable` when the server gave no reply
+    (down, refused, past the deadline). Empty sections and samples without facts ask nothing."""
     client = client or JudgeClient(cfg.judge)
     jobs, where = [], []
     for i, (response, sample) in enumerate(zip(responses, samples)):
@@ -62,16 +63,18 @@ def apply_judge(results: list[dict], responses: list[str], samples: list[dict], 
                 jobs.append((facts, text))
                 where.append((i, term))
     for (i, term), cov in zip(where, client.coverage_many(jobs)):
-        if cov is None:
+        if cov is None or cov == UNREACHABLE:
             results[i]["judge_failures"] += 1.0
+            results[i]["judge_unreachable"] += float(cov == UNREACHABLE)
         else:
             results[i][term] = coverage_level(cov, cfg.tau_hi, cfg.tau_lo)
 
 
 def score(response: str, sample: dict, config: RewardConfig | None = None, *, step: int = 0,
-          num_tokens: int | None = None) -> dict:
+          num_tokens: int | None = None, max_tokens: int | None = None) -> dict:
     """All reward terms of one response, in the calling process (no timeout: use `score_batch` for
-    that). `num_tokens`: the response's token count for R_overlong (default: whitespace words).
+    that). `num_tokens`: the response's token count for R_overlong (default: whitespace words);
+    `max_tokens`: L_max of R_overlong, the rollout's `max_new_tokens` (None: R_overlong = 0).
 
     >>> sample = {"question": "How many circles?", "answer": "3",
     ...           "key_info": {"visual": ["3 red circles"], "textual": ["count the circles"]}}
@@ -81,7 +84,7 @@ def score(response: str, sample: dict, config: RewardConfig | None = None, *, st
     {'acc': 1.0, 'fmt': 1.0, 'vkey': 1.0, 'tkey': 1.0, 'cons': 1.0, 'rep': 0.0, 'overlong': 0.0, 'total': 2.1}
     """
     cfg = config or RewardConfig()
-    result = merge_terms(fast_terms(response, sample, cfg, num_tokens), acc_term(response, sample, cfg))
+    result = merge_terms(fast_terms(response, sample, cfg, num_tokens, max_tokens), acc_term(response, sample, cfg))
     if cfg.matcher == "judge":
         apply_judge([result], [response], [sample], cfg)
     result["total"] = total_reward(result, cfg, step)

@@ -2,15 +2,20 @@
 
 Format (Perception-R1's): the facts go to the judge as `<info1>…</info1><info2>…</info2>…` with the
 text to check; it answers `<infoK>1</infoK>` or `<infoK>0</infoK>` for every fact; coverage = mean.
-Each request has a socket timeout and is retried with exponential backoff; a request that still fails
-(error, timeout, or a reply without one 0/1 per fact) returns None, the caller falls back to the
-rule-based matcher and counts a judge failure. A judge failure never fails an RL step.
+Each request has a total deadline (`timeout_s`, retries with exponential backoff included; a server
+that trickles bytes cannot stretch it); a request that still fails (error, timeout, or a reply without
+one 0/1 per fact) returns None, the caller falls back to the rule-based matcher and counts a judge
+failure. Once one request of a batch finds the server unreachable (refused, reset or past its
+deadline after its retries), the rest of the batch is not sent: a dead judge costs a step about one
+deadline, not one per request. A judge failure never fails an RL step.
 Transport and retries: `nemo_vtp.generation.openai_client` (standard library only).
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from nemo_vtp.config.rewards import JudgeConfig
@@ -26,6 +31,13 @@ _INFO_RE = re.compile(r"<info(\d+)>\s*([01])\s*</info\1>")
 
 class JudgeError(RuntimeError):
     """A judge reply that cannot be used (transport error, HTTP error, timeout or garbage)."""
+
+
+class JudgeUnreachable(JudgeError):
+    """No reply at all: connection refused or reset, or the deadline passed."""
+
+
+UNREACHABLE = "unreachable"  # a `coverage_many` result: no reply from the server (or not sent, the server being so)
 
 
 def build_prompt(facts: list[str], text: str) -> str:
@@ -64,7 +76,7 @@ class JudgeClient:
         self.endpoint = ChatEndpoint(cfg.base_url, timeout_s=cfg.timeout_s, api_key_env=cfg.api_key_env)
         self.url = self.endpoint.url
 
-    def _request_once(self, facts: list[str], text: str) -> float:
+    def _request_once(self, facts: list[str], text: str, deadline: float) -> float:
         body = {
             "model": self.cfg.model,
             "messages": [{"role": "system", "content": SYSTEM_PROMPT},
@@ -73,24 +85,41 @@ class JudgeClient:
             "max_tokens": self.cfg.max_tokens,
         }
         try:
-            reply = self.endpoint.post(body)["choices"][0]["message"]["content"]
+            reply = self.endpoint.post(body, deadline=deadline)["choices"][0]["message"]["content"]
         except ChatEndpointError as err:
-            raise JudgeError(str(err)) from err
+            raise (JudgeUnreachable if err.kind in ("timeout", "connection") else JudgeError)(str(err)) from err
         except (KeyError, TypeError) as err:
             raise JudgeError(f"reply without choices[0].message.content: {err}") from err
         return parse_verdicts(str(reply), len(facts))
 
-    def coverage(self, facts: list[str], text: str) -> float | None:
-        """Fraction of `facts` the judge finds in `text`; None after all retries failed."""
+    def coverage(self, facts: list[str], text: str, unreachable: threading.Event | None = None) -> float | None:
+        """Fraction of `facts` the judge finds in `text`; None when no attempt succeeded by the deadline
+        (`timeout_s` from now). Sets `unreachable` when the server gave no reply at all."""
+        deadline = time.monotonic() + self.cfg.timeout_s
         try:
-            return with_retries(lambda _: self._request_once(facts, text), max_retries=self.cfg.max_retries,
-                                backoff_s=self.cfg.backoff_s, retry_on=(JudgeError,), what="judge request")
+            return with_retries(lambda _: self._request_once(facts, text, deadline), max_retries=self.cfg.max_retries,
+                                backoff_s=self.cfg.backoff_s, retry_on=(JudgeError,), what="judge request",
+                                deadline=deadline)
+        except JudgeUnreachable:
+            if unreachable is not None:
+                unreachable.set()
+            return None
         except JudgeError:
             return None
 
-    def coverage_many(self, jobs: list[tuple[list[str], str]]) -> list[float | None]:
-        """`coverage` for each (facts, text) job, at most `max_concurrency` in flight."""
+    def coverage_many(self, jobs: list[tuple[list[str], str]]) -> list[float | None | str]:
+        """`coverage` for each (facts, text) job, at most `max_concurrency` in flight: a float, None (a
+        reply that could not be used) or UNREACHABLE (no reply). Once the server is found unreachable,
+        the jobs not yet started get UNREACHABLE without a request."""
         if not jobs:
             return []
+        unreachable = threading.Event()
+
+        def one(job: tuple[list[str], str]) -> float | None | str:
+            if unreachable.is_set():
+                return UNREACHABLE
+            got = self.coverage(*job, unreachable=unreachable)
+            return UNREACHABLE if got is None and unreachable.is_set() else got
+
         with ThreadPoolExecutor(max_workers=min(self.cfg.max_concurrency, len(jobs))) as ex:
-            return list(ex.map(lambda job: self.coverage(*job), jobs))
+            return list(ex.map(one, jobs))

@@ -48,7 +48,7 @@ def _limit_memory(megabytes: int) -> None:
 
 
 def _worker_main(conn, cfg_json: str) -> None:
-    """Worker loop: receive (index, response, sample, num_tokens); send ("done", i, [terms, acc]) or,
+    """Worker loop: receive (index, response, sample, num_tokens, max_tokens); send ("done", i, [terms, acc]) or,
     when R_acc needs math-verify, ("partial", i, [terms]) then ("done", i, [acc]); exit on None or
     when the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle; it closes us
@@ -61,8 +61,8 @@ def _worker_main(conn, cfg_json: str) -> None:
             return
         if task is None:
             return
-        index, response, sample, num_tokens = task
-        fast = fast_terms(response, sample, cfg, num_tokens)
+        index, response, sample, num_tokens, max_tokens = task
+        fast = fast_terms(response, sample, cfg, num_tokens, max_tokens)
         quick = acc_term(response, sample, cfg, math_verify=False)
         if quick is not None:  # the common case: one message
             conn.send(("done", index, [fast, quick]))
@@ -151,7 +151,8 @@ class RewardPool:
                 parts[worker.index].append({"timeouts": 1.0})
                 self._replace(worker)
 
-    def run(self, responses: list[str], samples: list[dict], num_tokens: list[int | None]) -> list[dict]:
+    def run(self, responses: list[str], samples: list[dict], num_tokens: list[int | None],
+            max_tokens: int | None = None) -> list[dict]:
         """Unweighted terms and counters of every sample, in input order (no `total`)."""
         parts: list[list[dict]] = [[] for _ in responses]
         pending = deque(range(len(responses)))
@@ -159,7 +160,7 @@ class RewardPool:
             for slot in range(len(self.workers)):  # by slot: _dispatch may put a fresh worker there
                 while self.workers[slot].index == -1 and pending:
                     i = pending.popleft()
-                    task = (i, responses[i], reward_fields(samples[i]), num_tokens[i])
+                    task = (i, responses[i], reward_fields(samples[i]), num_tokens[i], max_tokens)
                     try:
                         sent = self._dispatch(self.workers[slot], i, task)
                     except (pickle.PicklingError, TypeError, AttributeError) as err:  # nothing was sent
@@ -224,12 +225,14 @@ atexit.register(shutdown_shared_pool)
 
 
 def score_batch(responses: list[str], samples: list[dict], config: RewardConfig | None = None, step: int = 0,
-                num_tokens: list[int | None] | None = None, pool: RewardPool | None = None) -> list[dict]:
+                num_tokens: list[int | None] | None = None, pool: RewardPool | None = None,
+                max_tokens: int | None = None) -> list[dict]:
     """`score` for a batch: rule-based terms in the worker pool (per-sample timeout), the judge pass
     when `matcher == "judge"`, then `total` at `step`. Returns one dict per response, in order, with
-    the terms, `total` and the counters `timeouts`, `errors`, `judge_failures` (all floats). A response
-    that is not a str (None, bytes) scores 0 and counts in `errors`: a step never dies of a reward.
-    `num_tokens`: token counts for R_overlong, one per response (None: whitespace words)."""
+    the terms, `total` and the counters `timeouts`, `errors`, `judge_failures`, `judge_unreachable` (floats).
+    A response that is not a str (None, bytes) scores 0 and counts in `errors`: a step never dies of a reward.
+    `num_tokens`: token counts for R_overlong, one per response (None: whitespace words); `max_tokens`:
+    L_max of R_overlong, the rollouts' `max_new_tokens` (None: R_overlong = 0)."""
     cfg = config or (pool.cfg if pool is not None else RewardConfig())
     if pool is not None and cfg != pool.cfg:
         raise ValueError("score_batch: `config` differs from the config the pool's workers were started with")
@@ -244,9 +247,10 @@ def score_batch(responses: list[str], samples: list[dict], config: RewardConfig 
                     i, type(responses[i]).__name__)
     texts, rows, lengths = [responses[i] for i in ok], [samples[i] for i in ok], [counts[i] for i in ok]
     if cfg.pool.num_workers == 0 and pool is None:
-        scored = [merge_terms(fast_terms(r, s, cfg, n), acc_term(r, s, cfg)) for r, s, n in zip(texts, rows, lengths)]
+        scored = [merge_terms(fast_terms(r, s, cfg, n, max_tokens), acc_term(r, s, cfg))
+                  for r, s, n in zip(texts, rows, lengths)]
     else:
-        scored = (pool or _shared_pool(cfg)).run(texts, rows, lengths)
+        scored = (pool or _shared_pool(cfg)).run(texts, rows, lengths, max_tokens)
     if cfg.matcher == "judge":
         apply_judge(scored, texts, rows, cfg)
     results = [merge_terms({"errors": 1.0}) for _ in responses]

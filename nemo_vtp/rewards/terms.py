@@ -19,7 +19,7 @@ from nemo_vtp.rewards.matching import coverage, coverage_level
 from nemo_vtp.rewards.parsing import extract_sections, format_reward
 
 TERMS = ("acc", "fmt", "vkey", "tkey", "cons", "rep", "overlong")
-COUNTERS = ("timeouts", "errors", "judge_failures")  # per sample: 0.0 or a count, summed per batch
+COUNTERS = ("timeouts", "errors", "judge_failures", "judge_unreachable")  # per sample: a count, summed per batch
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,15 @@ def overlong_penalty(num_tokens: int, max_tokens: int = 4096, cache_tokens: int 
     return -1.0
 
 
+def overlong_cache(max_tokens: int, cache_tokens: int | None) -> int:
+    """L_cache for an L_max: `cache_tokens` when set, else a quarter of L_max; never above L_max.
+
+    >>> overlong_cache(2048, None), overlong_cache(160, 32), overlong_cache(16, 64)
+    (512, 32, 16)
+    """
+    return min(max_tokens // 4 if cache_tokens is None else cache_tokens, max_tokens)
+
+
 def response_length(response: str, num_tokens: int | None) -> int:
     """The token length used by R_overlong: `num_tokens` from the tokenizer when given, else the
     number of whitespace-separated words (a proxy; pass real counts in training)."""
@@ -77,8 +86,10 @@ def _guarded(name: str, fn, counters: dict) -> float:
         return 0.0
 
 
-def fast_terms(response: str, sample: dict, cfg: RewardConfig, num_tokens: int | None = None) -> dict:
-    """Every term but acc, plus the counters. Floats."""
+def fast_terms(response: str, sample: dict, cfg: RewardConfig, num_tokens: int | None = None,
+               max_tokens: int | None = None) -> dict:
+    """Every term but acc, plus the counters. Floats. `max_tokens`: L_max of R_overlong, the rollout's
+    `max_new_tokens`; None (no length cap known) gives R_overlong = 0."""
     out = {"errors": 0.0}
     sec = extract_sections(response, cfg.tags)
     key_info = sample.get("key_info") or {}
@@ -94,8 +105,8 @@ def fast_terms(response: str, sample: dict, cfg: RewardConfig, num_tokens: int |
     out["cons"] = _guarded("cons", lambda: consistency(sec.think, sec.answer, sec.description,
                                                       str(sample.get("question", "")), **tol), out)
     out["rep"] = _guarded("rep", lambda: repetition_penalty(response, cfg.ngram_size, cfg.rep_penalty), out)
-    out["overlong"] = _guarded("overlong", lambda: overlong_penalty(
-        response_length(response, num_tokens), cfg.max_response_tokens, cfg.overlong_cache_tokens), out)
+    out["overlong"] = 0.0 if max_tokens is None else _guarded("overlong", lambda: overlong_penalty(
+        response_length(response, num_tokens), max_tokens, overlong_cache(max_tokens, cfg.overlong_cache_tokens)), out)
     return out
 
 

@@ -4,6 +4,7 @@ also from a checkpoint written before the first optimizer update."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,8 +12,8 @@ import pytest
 from tests.e2e.stages import TINY_RL, metrics, run
 
 # From a briefly fine-tuned checkpoint: small groups, responses long enough to finish.
-FAST_RL = ["rl.group_size=4", "rl.num_prompts=4", "rl.mini_batch_size=8", "rl.micro_batch_size=8",
-           "generation.sampling.max_new_tokens=96", "rewards.max_response_tokens=96", "rewards.overlong_cache_tokens=16",
+FAST_RL = ["generation.sampling.n=4", "rl.num_prompts=4", "rl.mini_batch_size=8", "rl.micro_batch_size=8",
+           "generation.sampling.max_new_tokens=96", "rewards.overlong_cache_tokens=16",
            "rewards.pool.num_workers=0", "logging.progress_bar=false"]
 
 
@@ -23,8 +24,10 @@ def _args(tmp, world, init, *extra):
 
 def test_two_steps_train_and_keep_the_engine_in_sync(tmp_path, tiny_world, tiny_sft):
     run("rl", TINY_RL, _args(tmp_path, tiny_world, tiny_sft, "rl.rollout_steps=2",
-                             "rl.dynamic_sampling.enabled=false"))
+                             "rl.dynamic_sampling.enabled=false", "logging.rollout_interval=2",
+                             "logging.rollout_groups=3"))
     assert sorted(metrics(tmp_path, "rl/reward/total")) == [1, 2]
+    _assert_rollout_dump(tmp_path, step=2, groups=3)
     for key in ("rl/loss/pg_loss", "rl/loss/entropy", "rl/loss/grad_norm", "rl/refit/seconds", "rl/time/rollout_s",
                 "rl/time/generate_s", "rl/time/score_s", "rl/time/old_logprob_s", "rl/time/update_s"):
         values = metrics(tmp_path, key)
@@ -42,6 +45,25 @@ def test_two_steps_train_and_keep_the_engine_in_sync(tmp_path, tiny_world, tiny_
     assert mismatch[2] < 1e-4, mismatch
     assert metrics(tmp_path, "rl/refit/tensors")[2] > 0
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step_0000002"
+
+
+def _assert_rollout_dump(out, step: int, groups: int) -> None:
+    """rollouts/step_N.jsonl only at the interval: top and bottom response of each group, every reward
+    term, totals ordered; the hacking signals are logged every step, within their ranges."""
+    assert [p.name for p in (out / "rollouts").iterdir()] == [f"step_{step}.jsonl"]
+    records = [json.loads(line) for line in (out / "rollouts" / f"step_{step}.jsonl").read_text().splitlines()]
+    assert [(r["group"], r["rank"]) for r in records] == [(g, k) for g in range(groups) for k in ("top", "bottom")]
+    for top, bottom in zip(records[::2], records[1::2]):
+        assert top["prompt"] == bottom["prompt"] and "<|im_start|>" in top["prompt"] and top["question"]
+        assert top["rewards"]["total"] >= top["group_total_mean"] >= bottom["rewards"]["total"]
+        for r in (top, bottom):
+            assert set(r["rewards"]) >= {"acc", "fmt", "vkey", "tkey", "cons", "rep", "overlong", "total"}
+            assert r["step"] == step and isinstance(r["response"], str) and 0 <= r["num_tokens"] <= 96
+            assert r["finish_reason"] in ("stop", "length") and r["reference"] is not None
+    for key in ("answer_words_mean", "noncanonical_answer_rate", "perfect_perception_wrong_rate"):
+        values = metrics(out, f"rl/hacking/{key}")
+        assert sorted(values) == [1, 2], key
+        assert all(0 <= v <= (96 if key == "answer_words_mean" else 1) for v in values.values()), (key, values)
 
 
 def test_tp2_first_step_loss_equals_tp1(tmp_path, tiny_world, tiny_sft):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -271,7 +273,7 @@ def _assert_resumed_once(info: dict[str, str], log: str, out: Path, key: str, st
 
 
 @pytest.fixture(scope="module")
-def tiny_sft(slurm_cluster, tmp_path_factory):
+def slurm_sft(slurm_cluster, tmp_path_factory):
     """`sbatch slurm/sft.sbatch recipes/tiny/sft.yaml`, CPU mode, 2 ranks, sent USR1 after step 2.
     -> (job info, log, output dir, steps); its checkpoint also starts the RL test."""
     reason = _sft_missing_reason()
@@ -289,11 +291,11 @@ def tiny_sft(slurm_cluster, tmp_path_factory):
     return info, log, out, steps
 
 
-def test_sft_sbatch_two_ranks_preempted_by_usr1_resumes_and_finishes(tiny_sft):
+def test_sft_sbatch_two_ranks_preempted_by_usr1_resumes_and_finishes(slurm_sft):
     """The tiny SFT job, sent USR1 mid-run: every rank stops after the same step with a checkpoint,
     the job is requeued, the second run resumes from that checkpoint, trains each remaining step
     exactly once and ends with a complete checkpoint and one finite loss per step."""
-    info, log, out, steps = tiny_sft
+    info, log, out, steps = slurm_sft
     _assert_resumed_once(info, log, out, "train/loss", steps, unit="step")
     assert f"nemo-vtp sft done: step {steps}/{steps}" in log, log
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -301,27 +303,27 @@ def test_sft_sbatch_two_ranks_preempted_by_usr1_resumes_and_finishes(tiny_sft):
     assert all(0 < v < 100 for v in losses), losses
 
 
-def test_rl_sbatch_two_ranks_from_the_sft_checkpoint_preempted_and_resumed(tiny_sft, submit, tmp_path):
+def test_rl_sbatch_two_ranks_from_the_sft_checkpoint_preempted_and_resumed(slurm_sft, submit, tmp_path):
     """`sbatch slurm/rl.sbatch recipes/tiny/rl.yaml` from the SFT job's checkpoint and data, CPU
     mode, 2 ranks, small rollouts; USR1 after the first rollout step: it is requeued, resumes and
     ends with every rollout step logged once and a complete checkpoint."""
-    _, _, sft_out, sft_steps = tiny_sft
+    _, _, sft_out, sft_steps = slurm_sft
     out, steps = tmp_path / "rl", 6
     overrides = [f"checkpoint.load={sft_out}/checkpoints/step_{sft_steps:07d}",
                  f"data.train_path={sft_out}/data/train.jsonl", f"run.output_dir={out}", "logging.progress_bar=false",
-                 f"rl.rollout_steps={steps}", "rl.num_prompts=2", "rl.group_size=4", "rl.mini_batch_size=8",
+                 f"rl.rollout_steps={steps}", "rl.num_prompts=2", "generation.sampling.n=4", "rl.mini_batch_size=8",
                  "rl.micro_batch_size=4", "rl.dynamic_sampling.enabled=false", "generation.sampling.max_new_tokens=24",
-                 "rewards.max_response_tokens=24", "rewards.overlong_cache_tokens=8", "checkpoint.save_interval=0"]
+                 "rewards.overlong_cache_tokens=8", "checkpoint.save_interval=0"]
     job = submit(ROOT / "slurm/rl.sbatch", "recipes/tiny/rl.yaml", *overrides, sbatch_opts=CPU_TWO_RANKS)
     info, log = _preempt_once(job, out, "rl/reward/total", after_step=1)
     _assert_resumed_once(info, log, out, "rl/reward/total", steps, unit="rollout step")
     assert f"nemo-vtp rl done: step {steps}/{steps}" in log, log
 
 
-def test_convert_sbatch_exports_the_sft_checkpoint_and_verifies_it(tiny_sft, submit, tmp_path):
+def test_convert_sbatch_exports_the_sft_checkpoint_and_verifies_it(slurm_sft, submit, tmp_path):
     """slurm/convert.sbatch: the SFT job's checkpoint -> an HF folder, then (a second job that
     waits on the first with --dependency=afterok) the logit check between the two passes."""
-    _, _, sft_out, sft_steps = tiny_sft
+    _, _, sft_out, sft_steps = slurm_sft
     ckpt, hf = sft_out / f"checkpoints/step_{sft_steps:07d}", tmp_path / "hf"
     export = submit(ROOT / "slurm/convert.sbatch", "megatron-to-hf", "--ckpt", str(ckpt), "--out", str(hf))
     verify = submit(ROOT / "slurm/convert.sbatch", "verify", "--hf-dir", str(hf), "--ckpt", str(ckpt),
@@ -332,3 +334,58 @@ def test_convert_sbatch_exports_the_sft_checkpoint_and_verifies_it(tiny_sft, sub
     assert (hf / "config.json").is_file() and any(hf.glob("*.safetensors"))
     assert re.search(r"^OK: max \|diff\| \S+ <= tolerance", verify.text(), re.MULTILINE), verify.text()
     assert "1 node(s) (" in verify.text() and ", 1 task(s)," in verify.text()
+
+
+def _judge_step(job: Job) -> str | None:
+    """The id (JOB.STEP) of the job's running judge step, or None."""
+    out = _run(["squeue", "-h", "-s", "-j", job.id, "-o", "%i %j"]).stdout
+    return next((line.split()[0] for line in out.splitlines() if line.endswith(" nemo-vtp-judge")), None)
+
+
+def _metric(out: Path, key: str) -> dict[int, float]:
+    path = out / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return {r["step"]: r[key] for r in records if r.get(key) is not None}
+
+
+def test_rl_sbatch_with_a_judge_server_that_is_killed_mid_run(submit, tmp_path, tiny_world, tiny_init, tiny_sft):
+    """slurm/rl.sbatch with NEMO_VTP_JUDGE_MODEL starts `nemo-vtp serve` (a tiny random model) as the
+    judge step and points the ranks at it (the policy: the e2e SFT checkpoint, which writes the tags the
+    judge is asked about); the judge step is cancelled after step 2. The run finishes
+    every step: requests reach the judge while it lives (its replies, from a random model, fail to parse:
+    judge_failures > 0, judge_unreachable = 0), and afterwards fall back to the rule matcher as
+    unreachable, counted in reward/judge_unreachable."""
+    out, steps = tmp_path / "rl", 6
+    overrides = [f"checkpoint.load={tiny_sft}", f"data.train_path={tiny_world / 'train.jsonl'}",
+                 f"run.output_dir={out}", "logging.progress_bar=false", f"rl.rollout_steps={steps}",
+                 "rl.num_prompts=2", "generation.sampling.n=4", "rl.mini_batch_size=8", "rl.micro_batch_size=4",
+                 "rl.dynamic_sampling.enabled=false", "generation.sampling.max_new_tokens=96",
+                 "rewards.overlong_cache_tokens=16", "checkpoint.save_interval=0", "rewards.matcher=judge",
+                 "rewards.judge.base_url=${oc.env:NEMO_VTP_JUDGE_URL}", "rewards.judge.model=judge",
+                 # One CPU judge behind a lock serves both ranks: a generous deadline, no retries of its
+                 # (always unparsable) replies, few requests in flight, so that it is never late while it lives.
+                 "rewards.judge.max_tokens=8", "rewards.judge.timeout_s=120", "rewards.judge.max_retries=0",
+                 "rewards.judge.max_concurrency=2"]
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    env = {"NEMO_VTP_JUDGE_MODEL": str(tiny_init.parent / "hf"), "NEMO_VTP_JUDGE_SERVER": "nemo-vtp",
+           "NEMO_VTP_JUDGE_PORT": str(port), "NEMO_VTP_JUDGE_START_TIMEOUT": "300"}
+    job = submit(ROOT / "slurm/rl.sbatch", "recipes/tiny/rl.yaml", *overrides, sbatch_opts=CPU_TWO_RANKS, env=env)
+    deadline = time.monotonic() + 600
+    while not any(s >= 2 for s in _steps_logged(out, "rl/reward/total")):
+        if time.monotonic() > deadline or job.info().get("JobState") in TERMINAL:
+            pytest.fail(f"job {job.id} never reached step 2; log:\n{job.text()}")
+        time.sleep(0.3)
+    step = _judge_step(job)
+    assert step is not None, _run(["squeue", "-s", "-j", job.id]).stdout + job.text()
+    assert _run(["scancel", step]).returncode == 0
+    info = job.wait(TERMINAL, timeout=600)
+    log = job.text()
+    assert info["JobState"] == "COMPLETED", f"job {job.id} ended {info['JobState']}; log:\n{log}"
+    assert f"judge: healthy at http://127.0.0.1:{port} (served as 'judge')" in log, log
+    assert f"nemo-vtp rl done: step {steps}/{steps}" in log, log
+    unreachable, failures = _metric(out, "rl/reward/judge_unreachable"), _metric(out, "rl/reward/judge_failures")
+    assert sorted(unreachable) == list(range(1, steps + 1)), log
+    assert unreachable[1] == unreachable[2] == 0 and failures[1] + failures[2] > 0, (unreachable, failures)
+    assert unreachable[steps] > 0 and unreachable[steps] == failures[steps], (unreachable, failures)
+    assert all(math.isfinite(v) for v in _metric(out, "rl/reward/total").values())

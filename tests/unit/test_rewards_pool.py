@@ -84,12 +84,12 @@ def test_raising_term_is_counted(pool):
 def test_shared_pool_and_in_process_paths():
     cfg = _cfg(num_workers=1, start_method="spawn")
     try:
-        rows = score_batch([GOOD, WRONG], [SAMPLE, SAMPLE], cfg, step=3, num_tokens=[10, 5000])
+        rows = score_batch([GOOD, WRONG], [SAMPLE, SAMPLE], cfg, step=3, num_tokens=[10, 5000], max_tokens=4096)
     finally:
         shutdown_shared_pool()
     assert [r["acc"] for r in rows] == [1.0, 0.0]
     assert rows[1]["overlong"] == -1.0  # 5000 tokens > L_max 4096
-    inline = score_batch([GOOD, WRONG], [SAMPLE, SAMPLE], _cfg(num_workers=0), num_tokens=[10, 5000])
+    inline = score_batch([GOOD, WRONG], [SAMPLE, SAMPLE], _cfg(num_workers=0), num_tokens=[10, 5000], max_tokens=4096)
     assert inline == rows
     with pytest.raises(ValueError, match="2 responses but 1 samples"):
         score_batch([GOOD, GOOD], [SAMPLE], cfg)

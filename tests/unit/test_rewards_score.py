@@ -102,7 +102,7 @@ def test_very_long_response_is_scored_fast_and_penalised():
     loop = " ".join(["we count the circles again and again"] * 2000)  # 14k words, one repeated phrase
     response = f"<description>3 red circles</description><think>{loop}</think><answer>5</answer>"
     start = time.perf_counter()
-    r = score(response, SAMPLE, NO_SCHEDULE)
+    r = score(response, SAMPLE, NO_SCHEDULE, max_tokens=4096)
     assert time.perf_counter() - start < 5.0  # linear-time matchers: ~0.1 s here
     assert r["overlong"] == -1.0  # 14k words > L_max 4096
     assert r["rep"] < -1.9  # nearly every 20-gram repeats
@@ -110,9 +110,19 @@ def test_very_long_response_is_scored_fast_and_penalised():
 
 
 def test_num_tokens_overrides_the_whitespace_count():
-    cfg = RewardConfig(schedule={"steps": 0}, max_response_tokens=100, overlong_cache_tokens=20)
-    assert score(GOOD, SAMPLE, cfg)["overlong"] == 0.0  # ~30 words
-    assert score(GOOD, SAMPLE, cfg, num_tokens=90)["overlong"] == pytest.approx(-0.5)
+    cfg = RewardConfig(schedule={"steps": 0}, overlong_cache_tokens=20)
+    assert score(GOOD, SAMPLE, cfg, max_tokens=100)["overlong"] == 0.0  # ~30 words
+    assert score(GOOD, SAMPLE, cfg, num_tokens=90, max_tokens=100)["overlong"] == pytest.approx(-0.5)
+    assert score(GOOD, SAMPLE, cfg, num_tokens=9000)["overlong"] == 0.0  # no L_max given: no length cap known
+
+
+def test_overlong_band_follows_the_rollout_cap():
+    """L_max is the rollout's max_new_tokens; L_cache defaults to a quarter of it."""
+    cfg = RewardConfig(schedule={"steps": 0})
+    # L_max 2048, L_cache 512: 0 up to 1536, -0.5 at 1792, -1 at the cap (the cluster recipes' shape)
+    got = [score(GOOD, SAMPLE, cfg, num_tokens=n, max_tokens=2048)["overlong"] for n in (1536, 1792, 2048)]
+    assert got == [0.0, -0.5, -1.0]
+    assert score(GOOD, SAMPLE, cfg, num_tokens=150, max_tokens=160)["overlong"] == pytest.approx(-0.75)  # 30 into a 40 band
 
 
 def test_bad_sample_is_counted_not_raised():
@@ -144,7 +154,8 @@ def test_config_lives_in_the_recipe_schema(tmp_path):
 
 @pytest.mark.parametrize("bad", [
     {"tau_lo": 0.9, "tau_hi": 0.8},
-    {"overlong_cache_tokens": 5000, "max_response_tokens": 4096},
+    {"overlong_cache_tokens": -1},
+    {"max_response_tokens": 4096},
     {"tags": {"think": "answer"}},
     {"tags": {"think": "a b"}},
     {"matcher": "gpt"},
