@@ -35,4 +35,4 @@ def test_long_venv_path_runs_the_venvs_python(tmp_path):
     out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     chosen, *usage = out.stdout.splitlines()
     assert chosen == str(python), out.stdout  # the shebang-line reading gave "/bin/sh" here
-    assert out.returncode == 2 and usage[0] == "usage: nemo-vtp COMMAND [args...]", out.stderr
+    assert out.returncode == 2 and usage[0].startswith("usage: nemo-vtp "), out.stderr

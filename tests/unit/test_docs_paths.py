@@ -51,5 +51,6 @@ def test_named_step_folders_of_the_tiny_sft_run_are_kept():
 def test_recipes_read_only_the_documented_variables():
     read = {var for name, text in _texts().items() if name.startswith("recipes/") for var in ENV_VAR.findall(text)}
     walkthrough = (ROOT / "docs" / "walkthrough.md").read_text()
-    assert read == {"NEMO_VTP_MODELS", "NEMO_VTP_DATA", "NEMO_VTP_CKPTS", "NEMO_VTP_RUNS"}
+    assert read == {"NEMO_VTP_MODELS", "NEMO_VTP_DATA", "NEMO_VTP_CKPTS", "NEMO_VTP_RUNS",
+                    "NEMO_VTP_JUDGE_URL", "NEMO_VTP_JUDGE_NAME"}
     assert all(var in walkthrough for var in read)
