@@ -394,12 +394,14 @@ def test_connections_over_the_cap_get_503_when_all_are_busy():
     """Two connections busy with requests (a handler blocked on an event) fill a cap of 2: the third
     connection is answered 503 at once and closed; once they finish, new connections are served."""
     release = threading.Event()
+    entered = threading.Semaphore(0)
 
     class Blocking(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self):
             self.server.mark_busy(self.connection)
+            entered.release()
             release.wait(10)
             self.send_response(200)
             self.send_header("Content-Length", "2")
@@ -421,9 +423,8 @@ def test_connections_over_the_cap_get_503_when_all_are_busy():
     try:
         for sock in busy:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        deadline = time.monotonic() + 5
-        while server.open_connections() < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # both handlers marked busy (not merely accepted: a waiting one would be evicted instead)
+        assert all(entered.acquire(timeout=10) for _ in busy)
         with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
             status, reply = _read_reply(extra)
         assert status == 503 and "limit of 2 connections" in reply["error"]["message"] and server.refused == 1
