@@ -21,7 +21,7 @@ WRONG = "<description>3 red circles</description><think>3 + 3 = 6</think><answer
 
 def _cfg(**pool) -> RewardConfig:
     # math-verify's own alarm off: the pool's kill must be the guard that works.
-    return RewardConfig(schedule={"steps": 0}, pool={"num_workers": 2, "sample_timeout_s": 1.5,
+    return RewardConfig(schedule={"steps": 0}, pool={"num_workers": 2, "sample_timeout_s": 4.0,
                                                      "math_verify_timeout_s": 0, **pool})
 
 
@@ -54,8 +54,8 @@ def test_hanging_sample_times_out_and_the_pool_recovers(pool):
     start = time.perf_counter()
     rows = score_batch(responses, [SAMPLE] * len(responses), pool.cfg, pool=pool)
     elapsed = time.perf_counter() - start
-    # Two 1.5 s timeouts on two workers, plus worker restarts: far below the hang.
-    assert elapsed < 10.0
+    # Two 4 s timeouts on two workers, plus worker restarts: far below the hang (it never ends).
+    assert elapsed < 20.0
     assert [r["timeouts"] for r in rows] == [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
     assert [r["acc"] for r in rows] == [1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
     # The timed-out samples keep the terms computed before math-verify: fmt = 1, vkey = 0.
