@@ -276,7 +276,7 @@ class Checkpointer:
             loaded = dist_checkpointing.load(_sharded_state(model_chunks, optimizer, is_loading=True), str(path))
         except Exception as err:  # noqa: BLE001 - torch and Megatron raise many types for unreadable shards
             raise ckfiles.CheckpointError(f"{path}: loading the sharded model/optimizer state failed "
-                                          f"({type(err).__name__}: {err})") from err
+                                          f"({ckfiles.describe(err)})") from err
         for key, chunk in zip(model_state_keys(model_chunks), model_chunks):
             unwrap(chunk).load_state_dict(loaded[key], strict=True)
         if optimizer is not None:
@@ -294,4 +294,4 @@ def _restore_rng(path: Path) -> None:
         _set_rng_state(ckfiles.load_rng_file(path))
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ckfiles.CheckpointError(f"{path} holds RNG states this process cannot take "
-                                      f"({type(err).__name__}: {err})") from err
+                                      f"({ckfiles.describe(err)})") from err

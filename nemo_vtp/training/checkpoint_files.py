@@ -6,8 +6,8 @@ file format (tensors and numbers, loaded with `weights_only=True`), and fsync he
 
 A step folder is usable when its `metadata.json` and `trainer_state.json` are readable JSON, the
 torch.distributed.checkpoint index (`.metadata`, a pickle) holds only checkpoint-index classes, every
-shard file it names is at least as long as the index says, and this rank's RNG file (when present)
-loads as plain tensors and numbers.
+shard file it names is at least as long as the index says, `common.pt` loads as plain data, and this
+rank's RNG file (when present) loads as plain tensors and numbers.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ LATEST = "latest"  # text file naming the newest step folder (informational: res
 STATE_FILE = "trainer_state.json"  # step, consumed samples, scheduler, stage extras
 META_FILE = "metadata.json"  # Megatron dist_checkpointing's description of the sharded format
 DCP_INDEX = ".metadata"  # torch.distributed.checkpoint's index of the shard files (a pickle)
+COMMON_FILE = "common.pt"  # Megatron's non-sharded state (read by Megatron with weights_only=True)
 RNG_DIR = "rng"
 _STEP_NAME = re.compile(r"step_(\d+)")
 
@@ -41,6 +42,12 @@ _TORCH_ENUMS = (torch.dtype, torch.layout, torch.memory_format)
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file or folder."""
+
+
+def describe(err: BaseException) -> str:
+    """`Type: first line of the message` (torch's unpickling errors run to many lines)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 def rng_file(step: Path, rank: int) -> Path:
@@ -63,7 +70,7 @@ def read_json(path: Path) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(f"{path} is not readable JSON ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path} is not readable JSON ({describe(err)})") from None
     if not isinstance(value, dict):
         raise CheckpointError(f"{path} does not hold a JSON object")
     return value
@@ -105,7 +112,7 @@ def read_shard_index(step: Path):
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a shard index ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path} is not a shard index ({describe(err)})") from None
 
 
 def check_shards(step: Path) -> None:
@@ -125,12 +132,24 @@ def check_shards(step: Path) -> None:
             raise CheckpointError(f"{shard} is truncated: {actual} bytes, the index needs {size}")
 
 
+def check_common_state(step: Path) -> None:
+    """Megatron's `common.pt` (the non-sharded state) loads as plain data, as Megatron itself will load it."""
+    path = step / COMMON_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file; all mean "unusable"
+        raise CheckpointError(f"{path} is not readable ({describe(err)})") from None
+
+
 def unusable_reason(step: Path, rank: int = 0, resume: bool = True) -> str | None:
     """Why `step` cannot be resumed from on `rank` (with `resume` false: cannot give its weights), None when
     it can (the module docstring's rule; weights need only the metadata and the shards)."""
     try:
         read_json(step / META_FILE)
         check_shards(step)
+        check_common_state(step)
         if resume:
             read_trainer_state(step)
         if resume and rng_file(step, rank).is_file():
@@ -213,8 +232,7 @@ def load_rng_file(path: Path) -> dict:
             saved = torch.load(path, map_location="cpu", weights_only=True)
         return rng_from_tensors(saved)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file; all mean "unusable"
-        raise CheckpointError(f"{path} is not an RNG state file ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise CheckpointError(f"{path} is not an RNG state file ({describe(err)})") from None
 
 
 # ---------------------------------------------------------------- durable writes

@@ -31,6 +31,7 @@ def _write_step(save_dir, step):
     folder = save_dir / f"step_{step:07d}"
     dcp.save({"weight": torch.full((64, 64), float(step)), "bias": torch.zeros(64)}, checkpoint_id=str(folder))
     (folder / ckfiles.META_FILE).write_text(json.dumps({"sharded_backend": "torch_dist"}))
+    torch.save({"content_metadata": {"step": step}}, folder / ckfiles.COMMON_FILE)
     (folder / ckfiles.STATE_FILE).write_text(json.dumps({"step": step, "consumed_samples": 8 * step}))
     rng = ckfiles.rng_file(folder, 0)
     rng.parent.mkdir()
@@ -159,6 +160,21 @@ def test_planted_pickle_as_shard_index_does_not_run(save_dir, tmp_path, caplog):
         assert Checkpointer(save_dir).latest() == save_dir / "step_0000003"
     assert not marker.exists()
     assert f"{index} is not a shard index (UnpicklingError: refused global posix.system)" in caplog.text
+
+
+def test_garbage_common_state_falls_back_naming_the_file(save_dir, caplog):
+    common = save_dir / "step_0000006" / ckfiles.COMMON_FILE
+    common.write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING, logger="nemo_vtp.checkpoint"):
+        assert Checkpointer(save_dir).latest() == save_dir / "step_0000003"
+    assert f"{common} is not readable" in caplog.text
+
+
+def test_planted_pickle_as_common_state_does_not_run(save_dir, tmp_path):
+    marker = tmp_path / "ran"
+    _plant(save_dir / "step_0000006" / ckfiles.COMMON_FILE, marker)
+    assert Checkpointer(save_dir).latest() == save_dir / "step_0000003"
+    assert not marker.exists()
 
 
 def test_every_step_unusable_stops_naming_them(save_dir):
