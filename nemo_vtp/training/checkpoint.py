@@ -40,6 +40,7 @@ logger = logging.getLogger("nemo_vtp.checkpoint")
 _SHAPE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                  "num_key_value_heads", "tie_word_embeddings", "vision")
 
+
 def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
@@ -121,8 +122,8 @@ def _rng_state() -> dict:
     from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
     return ckfiles.rng_to_tensors(random.getstate(), np.random.get_state(), torch.get_rng_state(),
-                          torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-                          get_cuda_rng_tracker().get_states())
+                                  torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+                                  get_cuda_rng_tracker().get_states())
 
 
 def _set_rng_state(state: dict) -> None:

@@ -12,6 +12,7 @@ rank's RNG file (when present) loads as plain tensors and numbers.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -122,7 +123,10 @@ def check_shards(step: Path) -> None:
         raise CheckpointError(f"{step / DCP_INDEX} holds no shard table")
     needed: dict[str, int] = {}
     for info in storage.values():
-        needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
+        name, offset, length = (getattr(info, key, None) for key in ("relative_path", "offset", "length"))
+        if not (isinstance(name, str) and isinstance(offset, int) and isinstance(length, int)):
+            raise CheckpointError(f"{step / DCP_INDEX} holds a malformed shard entry: {info!r}")
+        needed[name] = max(needed.get(name, 0), offset + length)
     for name, size in sorted(needed.items()):
         shard = step / name
         actual = shard.stat().st_size if shard.is_file() else None
@@ -239,10 +243,14 @@ def load_rng_file(path: Path) -> dict:
 
 
 def fsync_path(path: Path) -> None:
-    """Flush one file's data, or one folder's entries, to disk."""
+    """Flush one file's data, or one folder's entries, to disk (a file system that cannot flush a folder
+    says EINVAL: its folder entries are then as durable as it makes them)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as err:
+        if not (err.errno == errno.EINVAL and os.path.isdir(path)):
+            raise
     finally:
         os.close(fd)
 

@@ -177,6 +177,16 @@ def test_planted_pickle_as_common_state_does_not_run(save_dir, tmp_path):
     assert not marker.exists()
 
 
+def test_shard_index_with_a_malformed_entry_is_named(save_dir, caplog):
+    from torch.distributed.checkpoint.metadata import Metadata
+
+    index = save_dir / "step_0000006" / ckfiles.DCP_INDEX
+    index.write_bytes(pickle.dumps(Metadata(state_dict_metadata={}, storage_data={"weight": 5})))
+    with caplog.at_level(logging.WARNING, logger="nemo_vtp.checkpoint"):
+        assert Checkpointer(save_dir).latest() == save_dir / "step_0000003"
+    assert f"{index} holds a malformed shard entry: 5" in caplog.text
+
+
 def test_every_step_unusable_stops_naming_them(save_dir):
     for step in STEPS:
         shard = sorted((save_dir / f"step_{step:07d}").glob("*.distcp"))[0]

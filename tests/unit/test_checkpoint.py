@@ -125,3 +125,16 @@ def test_resume_stops_naming_every_step_when_none_loads(tmp_path, monkeypatch):
     with pytest.raises(ckfiles.CheckpointError, match="no step folder under") as err:
         ck.Checkpointer(tmp_path).resume(steps, [], None)
     assert all(f"{step}/common.pt" in str(err.value) for step in steps)
+
+
+def test_fsync_of_a_folder_tolerates_a_file_system_that_cannot(tmp_path, monkeypatch):
+    import errno
+
+    def fsync(fd):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setattr(os, "fsync", fsync)
+    ckfiles.fsync_path(tmp_path)  # a folder: accepted
+    with pytest.raises(OSError):
+        ckfiles.fsync_path(tmp_path / "f")  # a file that cannot be flushed is an error
