@@ -4,6 +4,7 @@ start over an existing run's step folders is refused."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -71,3 +72,14 @@ def test_fresh_start_over_a_run_is_refused(straight_run, tiny_world, tiny_init):
     refused = run("sft", TINY_SFT, _args(straight_run, tiny_world, tiny_init, "checkpoint.resume=false"), expect=2)
     assert f"{ckpt} already holds step_0000005, step_0000004 and checkpoint.resume=false" in refused.stderr
     assert {p: p.stat().st_mtime_ns for p in ckpt.rglob("*")} == before
+
+
+def test_no_usable_step_stops_before_training(tmp_path, straight_run, tiny_world, tiny_init):
+    ckpt = shutil.copytree(straight_run / "checkpoints", tmp_path / "checkpoints")
+    for step in ckpt.glob("step_*"):
+        (step / "trainer_state.json").write_text("{")
+    refused = run("sft", TINY_SFT, _args(tmp_path, tiny_world, tiny_init), expect=2)
+    assert f"{ckpt} holds step folders but none can be resumed" in refused.stderr
+    assert "step_0000005: " in refused.stderr and "step_0000004: " in refused.stderr
+    assert not (tmp_path / "metrics.jsonl").exists() and sorted(p.name for p in ckpt.iterdir()) == [
+        "latest", "step_0000004", "step_0000005"]
