@@ -149,7 +149,7 @@ def check_common_state(step: Path) -> None:
 
 def unusable_reason(step: Path, rank: int = 0, resume: bool = True) -> str | None:
     """Why `step` cannot be resumed from on `rank` (with `resume` false: cannot give its weights), None when
-    it can (the module docstring's rule; weights need only the metadata and the shards)."""
+    it can (the module docstring's rule; weights need only metadata.json, the shards and common.pt)."""
     try:
         read_json(step / META_FILE)
         check_shards(step)
