@@ -171,8 +171,8 @@ def setup(cfg: RecipeConfig) -> RLState:
     _check_recipe(cfg, dp_size)
     save_dir = Path(cfg.checkpoint.save_dir or Path(cfg.run.output_dir) / "checkpoints")
     checkpointer = Checkpointer(save_dir, cfg.checkpoint.keep_last)
-    resume_from = checkpointer.latest() if cfg.checkpoint.resume else None
-    if resume_from is None and not cfg.checkpoint.load:
+    resume_from = checkpointer.resume_candidates(cfg.checkpoint.resume, cfg.checkpoint.overwrite)
+    if not resume_from and not cfg.checkpoint.load:
         raise ConfigError("checkpoint.load must name the Stage I (SFT) checkpoint the RL stage starts from")
     if is_rank_zero():
         write_resolved(cfg, cfg.run.output_dir)
@@ -195,9 +195,9 @@ def setup(cfg: RecipeConfig) -> RLState:
                     PreemptionFlag(), {"world_size": dist.get_world_size() if dist.is_initialized() else 1,
                                        "tp": cfg.parallel.tensor_model_parallel_size,
                                        "pp": cfg.parallel.pipeline_model_parallel_size}, dp_rank, dp_size)
-    if resume_from is not None:
-        trainer = checkpointer.load(resume_from, policy.chunks, policy.optimizer, state.world_layout,
-                                   arch=policy.arch)
+    if resume_from:
+        resume_from, trainer = checkpointer.resume(resume_from, policy.chunks, policy.optimizer, state.world_layout,
+                                                   arch=policy.arch)
         state.step, state.consumed_prompts = trainer["step"], trainer["consumed_prompts"]
         state.last_saved_step = state.step
         policy.scheduler.load_state_dict(trainer["scheduler"])

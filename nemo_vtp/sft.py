@@ -65,8 +65,8 @@ def setup(cfg: RecipeConfig) -> SFTState:
     train_path, val_path = data_paths(cfg)
     save_dir = Path(cfg.checkpoint.save_dir or Path(cfg.run.output_dir) / "checkpoints")
     checkpointer = Checkpointer(save_dir, cfg.checkpoint.keep_last)
-    resume_from = checkpointer.latest() if cfg.checkpoint.resume else None
-    if cfg.checkpoint.load and resume_from is None and not Path(cfg.checkpoint.load).exists():
+    resume_from = checkpointer.resume_candidates(cfg.checkpoint.resume, cfg.checkpoint.overwrite)
+    if cfg.checkpoint.load and not resume_from and not Path(cfg.checkpoint.load).exists():
         raise FileNotFoundError(f"checkpoint.load={cfg.checkpoint.load}: no such checkpoint")
     dp_rank, dp_size = parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_world_size()
     t = cfg.training
@@ -92,11 +92,11 @@ def setup(cfg: RecipeConfig) -> SFTState:
     return state
 
 
-def _restore(cfg: RecipeConfig, state: SFTState, resume_from: Path | None) -> None:
+def _restore(cfg: RecipeConfig, state: SFTState, resume_from: list[Path]) -> None:
     policy = state.policy
-    if resume_from is not None:
-        trainer = state.checkpointer.load(resume_from, policy.chunks, policy.optimizer, state.world_layout,
-                                   arch=policy.arch)
+    if resume_from:
+        resume_from, trainer = state.checkpointer.resume(resume_from, policy.chunks, policy.optimizer,
+                                                         state.world_layout, arch=policy.arch)
         state.step, state.consumed_samples = trainer["step"], trainer["consumed_samples"]
         state.last_saved_step = state.step
         policy.scheduler.load_state_dict(trainer["scheduler"])

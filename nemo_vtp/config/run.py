@@ -29,5 +29,6 @@ class CheckpointConfig(Section):
     save_at_end: bool = True  # save when the run ends (false: benchmarks and dry runs that keep nothing)
     keep_last: int = Field(2, ge=1)  # number of most recent checkpoints kept on disk
     load: str | None = None  # checkpoint to start from (a step folder or a folder with `latest`)
-    resume: bool = True  # resume automatically from <save_dir>/latest when it exists
+    resume: bool = True  # resume automatically from the newest usable step folder of save_dir
+    overwrite: bool = False  # with resume=false: delete the step folders already in save_dir (else refuse to start)
     load_optimizer: bool = True  # restore optimizer state when resuming (not when starting from `load`)

@@ -7,17 +7,21 @@ Layout of `<save_dir>`:
     step_0000040/               one checkpoint, renamed into place only once complete
         metadata.json, *.distcp   {"model": ..., "optimizer": ...} sharded state (loads at any TP/PP)
         trainer_state.json        step, consumed samples, scheduler, stage extras (e.g. dynamic sampling)
-        rng/rank_00000.pt         python/numpy/torch RNG states of each rank (restored when the layout matches)
+        rng/rank_00000.pt         python/numpy/torch RNG states of each rank as tensors and numbers
+                                  (loaded with weights_only=True; restored when the layout matches)
         hf/config.json            the model architecture (so conversion and eval need no recipe)
 
-A run killed at any moment leaves either the previous `latest` or the new one, never a torn
-checkpoint: the folder is written as `.tmp-step_*`, renamed, then `latest` is replaced.
+A run killed at any moment leaves complete step folders and at most one `.tmp-step_*`: the folder is
+written as `.tmp-step_*`, every file and folder in it fsynced, renamed, the save_dir fsynced, then
+`latest` is replaced the same way. Resume does not trust `latest`: it scans the step folders and takes
+the newest usable one (`checkpoint_files.unusable_reason`), falls back past one that fails to load
+(saying so in the log), and stops with an error naming them when step folders exist but none is usable.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -28,13 +32,13 @@ import torch
 import torch.distributed as dist
 
 from nemo_vtp.models.qwen25_vl.checkpoint import HF_SUBDIR, model_state_keys, read_arch, write_hf_side
+from nemo_vtp.training import checkpoint_files as ckfiles
+
+logger = logging.getLogger("nemo_vtp.checkpoint")
 
 # Architecture fields whose mismatch makes a checkpoint unloadable (token ids may legitimately differ).
 _SHAPE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                  "num_key_value_heads", "tie_word_embeddings", "vision")
-
-LATEST = "latest"
-STATE_FILE = "trainer_state.json"
 
 
 def _rank() -> int:
@@ -44,6 +48,16 @@ def _rank() -> int:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def _unusable_anywhere(flags: list[bool]) -> list[bool]:
+    """Per entry: true when any rank's flag is true (every rank then takes the same step)."""
+    if not dist.is_initialized() or not flags:
+        return flags
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    votes = torch.tensor(flags, dtype=torch.int32, device=device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in votes.tolist()]
 
 
 def unwrap(chunk: torch.nn.Module) -> torch.nn.Module:
@@ -107,9 +121,9 @@ def _default_adam_steps(state_dict) -> None:
 def _rng_state() -> dict:
     from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-            "tracker": get_cuda_rng_tracker().get_states()}
+    return ckfiles.rng_to_tensors(random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                                  torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+                                  get_cuda_rng_tracker().get_states())
 
 
 def _set_rng_state(state: dict) -> None:
@@ -124,14 +138,20 @@ def _set_rng_state(state: dict) -> None:
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A step folder, or the folder `latest` points to when given a save_dir. Clear error otherwise."""
+    """A step folder, or the newest step folder of a save_dir with intact weights. Clear error otherwise."""
     path = Path(path)
-    if (path / LATEST).is_file():
-        path = path / (path / LATEST).read_text().strip()
-    if not (path / "metadata.json").is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: expected a step folder with metadata.json "
-                                f"or a save_dir with a `{LATEST}` file")
-    return path
+    if (path / ckfiles.META_FILE).is_file():
+        return path
+    usable = usable_steps(path, _rank(), resume=False)
+    if not usable:
+        raise FileNotFoundError(f"no checkpoint at {path}: expected a step folder with {ckfiles.META_FILE} "
+                                "or a save_dir with step_* folders")
+    return usable[0]
+
+
+def usable_steps(save_dir: Path, rank: int = 0, resume: bool = True) -> list[Path]:
+    """`checkpoint_files.usable_steps`, agreed by every rank (all take the same step folder)."""
+    return ckfiles.usable_steps(save_dir, rank, vote=_unusable_anywhere, resume=resume)
 
 
 def check_architecture(path: Path, arch) -> None:
@@ -153,10 +173,48 @@ class Checkpointer:
         self.keep_last = keep_last
 
     def latest(self) -> Path | None:
-        try:
-            return find_checkpoint(self.save_dir)
-        except FileNotFoundError:
-            return None
+        """The newest usable step folder, None when there is none (see `usable_steps` for the errors)."""
+        usable = usable_steps(self.save_dir, _rank())
+        return usable[0] if usable else None
+
+    def resume_candidates(self, resume: bool, overwrite: bool) -> list[Path]:
+        """The step folders to resume from, newest first; [] for a fresh start. A fresh start (resume off)
+        over existing step folders is refused unless `overwrite`, which then deletes them."""
+        if resume:
+            return usable_steps(self.save_dir, _rank())
+        existing = ckfiles.step_folders(self.save_dir)
+        if existing and not overwrite:
+            raise ckfiles.CheckpointError(
+                f"{self.save_dir} already holds {', '.join(p.name for p in existing)} and checkpoint.resume=false: "
+                "a fresh run would overwrite them. Set checkpoint.resume=true to continue that run, "
+                "checkpoint.overwrite=true to replace it, or another checkpoint.save_dir")
+        if existing:
+            logger.warning("checkpoint.overwrite=true: deleting %s", ", ".join(str(p) for p in existing))
+            _barrier()  # every rank has seen them before rank 0 deletes them
+            if _rank() == 0:
+                for old in existing:
+                    shutil.rmtree(old)
+            _barrier()
+        return []
+
+    def resume(self, candidates: list[Path], model_chunks, optimizer, world_layout: dict | None = None,
+               arch=None) -> tuple[Path, dict]:
+        """Load the newest of `candidates` that loads on every rank; fall back past one that fails, naming
+        it and why in the log. Returns (the step folder, its trainer state)."""
+        failures = []
+        for step in candidates:
+            try:
+                trainer_state, error = self.load(step, model_chunks, optimizer, world_layout, arch), None
+            except ckfiles.CheckpointError as err:
+                trainer_state, error = None, str(err)
+            if not _unusable_anywhere([error is not None])[0]:
+                if failures:
+                    logger.warning("resuming from %s, the newest step folder that loads", step)
+                return step, trainer_state
+            failures.append(f"{step}: {error or 'failed on another rank'}")
+            logger.warning("cannot resume from %s (%s); falling back to the previous step folder", step,
+                           error or "failed on another rank")
+        raise ckfiles.CheckpointError(f"no step folder under {self.save_dir} loads: " + "; ".join(failures))
 
     def save(self, step: int, model_chunks, optimizer, trainer_state: dict[str, Any], arch=None) -> Path:
         from megatron.core import dist_checkpointing
@@ -168,27 +226,37 @@ class Checkpointer:
             tmp.mkdir(parents=True)
         _barrier()
         dist_checkpointing.save(_sharded_state(model_chunks, optimizer, is_loading=False), str(tmp))
-        (tmp / "rng").mkdir(exist_ok=True)
-        torch.save(_rng_state(), tmp / "rng" / f"rank_{_rank():05d}.pt")
+        own_rng = ckfiles.rng_file(tmp, _rank())
+        own_rng.parent.mkdir(exist_ok=True)
+        torch.save(_rng_state(), own_rng)
+        ckfiles.fsync_path(own_rng)
         _barrier()
         if _rank() == 0:
-            (tmp / STATE_FILE).write_text(json.dumps({**trainer_state, "step": step}, indent=1))
+            ckfiles.write_durably(tmp / ckfiles.STATE_FILE, json.dumps({**trainer_state, "step": step}, indent=1))
             if arch is not None:
                 write_hf_side(tmp, arch, torch.float32, files_from=None)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            pointer = self.save_dir / f".{LATEST}.tmp"
-            pointer.write_text(name)
-            os.replace(pointer, self.save_dir / LATEST)
+            ckfiles.fsync_tree(tmp)
+            self._publish(tmp, final)
             self._prune(keep=name)
         _barrier()
         return final
 
+    def _publish(self, tmp: Path, final: Path) -> None:
+        """Rename the flushed `tmp` into place, then point `latest` at it; each rename flushed to disk."""
+        shutil.rmtree(final, ignore_errors=True)
+        ckfiles.replace_durably(tmp, final)
+        pointer = self.save_dir / f".{ckfiles.LATEST}.tmp"
+        ckfiles.write_durably(pointer, final.name)
+        ckfiles.replace_durably(pointer, self.save_dir / ckfiles.LATEST)
+
     def _prune(self, keep: str) -> None:
-        steps = sorted(p for p in self.save_dir.glob("step_*") if p.is_dir())
-        for old in steps[:-self.keep_last]:
+        """Keep the newest `keep_last` step folders (and `keep`); drop leftovers of interrupted saves."""
+        for old in ckfiles.step_folders(self.save_dir)[self.keep_last:]:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
+        for leftover in self.save_dir.glob(".tmp-step_*"):
+            if leftover.name != f".tmp-{keep}":
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def load(self, path: str | Path, model_chunks, optimizer=None, world_layout: dict | None = None,
              arch=None) -> dict:
@@ -200,19 +268,31 @@ class Checkpointer:
         path = find_checkpoint(path)
         if arch is not None:
             check_architecture(path, arch)
-        state_file = path / STATE_FILE
-        trainer_state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        trainer_state = ckfiles.read_trainer_state(path) if (path / ckfiles.STATE_FILE).exists() else {}
         if optimizer is not None and not trainer_state:
             raise ValueError(f"{path} holds no trainer state (a weights-only checkpoint): it can initialise a model "
                              "through checkpoint.load but cannot be resumed")
-        loaded = dist_checkpointing.load(_sharded_state(model_chunks, optimizer, is_loading=True), str(path))
+        ckfiles.check_shards(path)  # also vets the shard index before torch unpickles it
+        try:
+            loaded = dist_checkpointing.load(_sharded_state(model_chunks, optimizer, is_loading=True), str(path))
+        except Exception as err:  # noqa: BLE001 - torch and Megatron raise many types for unreadable shards
+            raise ckfiles.CheckpointError(f"{path}: loading the sharded model/optimizer state failed "
+                                          f"({ckfiles.describe(err)})") from err
         for key, chunk in zip(model_state_keys(model_chunks), model_chunks):
             unwrap(chunk).load_state_dict(loaded[key], strict=True)
         if optimizer is not None:
             if _steps_per_param(optimizer):
                 _default_adam_steps(loaded["optimizer"])
             optimizer.load_state_dict(loaded["optimizer"])
-        rng_file = path / "rng" / f"rank_{_rank():05d}.pt"
-        if world_layout is not None and trainer_state.get("world_layout") == world_layout and rng_file.is_file():
-            _set_rng_state(torch.load(rng_file, weights_only=False))
+        own_rng = ckfiles.rng_file(path, _rank())
+        if world_layout is not None and trainer_state.get("world_layout") == world_layout and own_rng.is_file():
+            _restore_rng(own_rng)
         return trainer_state
+
+
+def _restore_rng(path: Path) -> None:
+    try:
+        _set_rng_state(ckfiles.load_rng_file(path))
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ckfiles.CheckpointError(f"{path} holds RNG states this process cannot take "
+                                      f"({ckfiles.describe(err)})") from err

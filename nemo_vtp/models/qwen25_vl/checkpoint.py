@@ -21,6 +21,7 @@ from megatron.core import dist_checkpointing
 
 from nemo_vtp.models.qwen25_vl.config import Qwen25VLArch, from_hf_config
 from nemo_vtp.models.qwen25_vl.hf_io import copy_side_files, write_hf_config
+from nemo_vtp.training.checkpoint_files import check_shards
 
 HF_SUBDIR = "hf"
 
@@ -45,6 +46,7 @@ def load_model_checkpoint(model_chunks, ckpt_dir: str | Path) -> None:
     """Collective: load the weights of a checkpoint saved at any TP/PP into this rank's chunks."""
     if not Path(ckpt_dir, "metadata.json").is_file():
         raise FileNotFoundError(f"{ckpt_dir} is not a Megatron distributed checkpoint (no metadata.json)")
+    check_shards(Path(ckpt_dir))  # names a torn shard; vets the shard index before torch unpickles it
     loaded = dist_checkpointing.load(sharded_model_state(model_chunks), str(ckpt_dir))
     for key, chunk in zip(model_state_keys(model_chunks), model_chunks):
         chunk.load_state_dict(loaded[key], strict=True)
