@@ -13,8 +13,10 @@ followed, while a row cannot walk out of it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -158,6 +160,26 @@ def to_rgb(im: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def path_under(out_dir: Path, image: Path, root: Path, name: str) -> str:
+    """`image` (inside the dataset folder `root`) as a path relative to `out_dir` with no `..` part.
+
+    When `root` lies outside `out_dir`, the path goes through one link to it,
+    out_dir/image_roots/<name>-<hash of root>, so the written file stays inside its own root.
+    """
+    rel = os.path.relpath(os.path.abspath(image), os.path.abspath(out_dir))
+    if not outside_root(rel):
+        return rel
+    root_abs = os.path.abspath(root)
+    link = Path("image_roots") / f"{name}-{hashlib.sha1(root_abs.encode()).hexdigest()[:8]}"
+    target = Path(out_dir) / link
+    if not target.is_symlink():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(root_abs, target_is_directory=True)
+    elif os.readlink(target) != root_abs:
+        raise DataError(target, None, None, f"links to {os.readlink(target)}, not to the image root {root_abs}")
+    return str(link / os.path.relpath(os.path.abspath(image), root_abs))
 
 
 def resolve_images(sample: Sample, base_dir: str | Path) -> list[Path]:

@@ -19,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nemo_vtp.data.io import iter_jsonl, read_samples, resolve_images, write_samples
+from nemo_vtp.data.io import iter_jsonl, path_under, read_samples, resolve_images, write_samples
 from nemo_vtp.data.schema import Sample
 
 log = logging.getLogger(__name__)
@@ -93,8 +92,8 @@ def _line_numbers(path: Path) -> dict[str, int]:
 
 
 def _with_origin(sample: Sample, source: Path, line: int, out_dir: Path) -> Sample:
-    """The sample with images relative to `out_dir` and `meta.mix_origin` set."""
-    images = [os.path.relpath(p.resolve(), out_dir.resolve()) for p in resolve_images(sample, source.parent)]
+    """The sample with images relative to `out_dir` (inside it: see `path_under`) and `meta.mix_origin` set."""
+    images = [path_under(out_dir, p, source.parent, source.stem) for p in resolve_images(sample, source.parent)]
     return replace(sample, images=images, meta={**sample.meta, "mix_origin": f"{source}:{line}"})
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nemo_vtp.data.io import DataError, decode_json, iter_jsonl, outside_root
+from nemo_vtp.data.io import DataError, decode_json, iter_jsonl, outside_root, path_under
 from nemo_vtp.data.schema import FieldError
 
 IMAGE_PLACEHOLDER_RE = re.compile(r"<image>\s*|<image_\d+>\s*|<image \d+>\s*")
@@ -57,18 +57,7 @@ class ConvertContext:
 
     def _inside_out_dir(self, image: Path) -> str:
         """`image` (inside the dataset root) relative to out_dir, through a link to the root if needed."""
-        rel = os.path.relpath(image, self.out_dir)
-        if not outside_root(rel):
-            return rel
-        root = os.path.abspath(self.root or self.image_root)
-        link = Path("image_roots") / f"{self.source}-{hashlib.sha1(root.encode()).hexdigest()[:8]}"
-        target = self.out_dir / link
-        if not target.is_symlink():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(root, target_is_directory=True)
-        elif os.readlink(target) != root:
-            raise DataError(target, None, None, f"links to {os.readlink(target)}, not to the image root {root}")
-        return str(link / os.path.relpath(os.path.abspath(image), root))
+        return path_under(self.out_dir, image, self.root or self.image_root, self.source)
 
     def _write_bytes(self, data: bytes, name_hint: str) -> str:
         suffix = Path(name_hint).suffix.lower() or ".png"
