@@ -1,40 +1,111 @@
 """Rule-based key-fact matching and the three-level coverage reward (R_vkey, R_tkey).
 
-A fact ("3 red circles", "the clock shows 4:30") is found in a text when every content token of the
-fact (numbers within tolerance, times, canonical words; see normalize.py) occurs in the text inside
-one window spanning at most `len(fact tokens) + slack` content tokens that holds no colour other than
-the fact's own. So "3 red circles" matches "three circles, all red" but not "all red, and 3 blue circles".
+A fact ("3 red circles", "the top bar is longer than the bottom bar", "AB = 5 cm") is covered by a
+text when the text states it inside one clause (docs/rewards.md, "Matching", lists every rule):
+1. every content token of the fact (numbers within tolerance, times, labels, canonical words; see
+   normalize.py) occurs in one window of at most `len(fact tokens) - 1 + slack` content tokens;
+2. the window lies inside one clause: clauses end at `, ; : . ! ?`, a line break, and the
+   conjunctions of `_CONJUNCTIONS` ("and" inside "between 3 and 4" or "both X and Y" does not end
+   one; a comma tail of only colours/quantifiers, ", all red", belongs to the clause before);
+3. the clause has the fact's polarity (an odd number of negations flips it) and is not hedged
+   ("maybe", "or", "would") nor inside a condition ("if", "suppose" up to the end of the sentence);
+4. the window holds no colour, label, position or number of another entity than the fact's own, no
+   comparison word the fact lacks ("more than 7" is not 7), and a fact's value is not matched by a
+   count ("the orange bar is 3" is not "3 bars");
+5. a number with a unit in the fact needs the same unit, or a convertible one, after the text's
+   number when the text gives one (3 cm = 30 mm, 3 cm is not 3 m);
+6. a comparison keeps its direction: "A is longer than B" is found as "A ... longer ... B" or as
+   "B ... shorter ... A" (antonyms swap the sides), never as "B is longer than A";
+7. no other clause gives the same entity and relation another value ("the red bar is 7. The red
+   bar is 5." states neither: a text that lists every candidate earns nothing for it).
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from nemo_vtp.rewards.normalize import (
     COLOURS,
+    NEGATORS,
+    STOPWORDS,
+    UNITS,
     Token,
     clean_text,
-    content_tokens,
     numbers_close,
     tokenize,
 )
 
+# Words that end a clause (besides punctuation, see normalize.SEPARATORS).
+_CONJUNCTIONS = frozenset(["and", "but", "while", "whilst", "whereas", "although", "though", "however", "yet",
+                           "because", "so", "except"])
+# A clause with one of these states nothing for sure: "maybe 7", "3 or 4", "it would be 7".
+HEDGES = frozenset(["maybe", "perhaps", "possibly", "probably", "likely", "would", "could", "might", "or",
+                    "either", "whether", "guess", "unsure", "uncertain", "unclear"])
+# A condition holds until the end of its sentence: "if the bar were 7, the sum would be 12".
+CONDITIONS = frozenset(["if", "suppose", "supposing", "assume", "assuming", "imagine", "hypothetically",
+                        "unless"])
+_ORDER_OPS = frozenset([">", "<"])  # operators that are content: "2 > 1" is a comparison
+_SENTENCE_ENDS = frozenset([".", "!", "?", ";", "\n"])
+# ", all red": a comma tail of these words (and colours, stopwords) qualifies the clause before it.
+_TAIL_WORDS = frozenset(["all", "each", "both", "every", "them", "they", "one", "too", "also"])
+POSITIONS = frozenset(["left", "right", "top", "bottom", "middle", "center", "upper", "lower", "first", "second",
+                       "third", "fourth", "last", "front", "back", "inner", "outer"])
+# Comparison words (canonical forms, see normalize.SYNONYMS) -> (axes, sign). Two words compare the
+# same thing when their axes meet; opposite signs are antonyms ("shorter" is the antonym of both
+# "longer" and "higher", since "taller" becomes "higher").
+COMPARATORS: dict[str, tuple[frozenset, int]] = {
+    "larger": (frozenset(["amount"]), 1), "more": (frozenset(["amount"]), 1), ">": (frozenset(["amount"]), 1),
+    "less": (frozenset(["amount"]), -1), "smaller": (frozenset(["amount"]), -1), "<": (frozenset(["amount"]), -1),
+    "longer": (frozenset(["length"]), 1), "shorter": (frozenset(["length", "height"]), -1),
+    "higher": (frozenset(["height"]), 1), "lower": (frozenset(["height"]), -1),
+    "above": (frozenset(["vertical"]), 1), "below": (frozenset(["vertical"]), -1),
+    "right": (frozenset(["horizontal"]), 1), "left": (frozenset(["horizontal"]), -1),
+    "after": (frozenset(["time"]), 1), "later": (frozenset(["time"]), 1),
+    "before": (frozenset(["time"]), -1), "earlier": (frozenset(["time"]), -1),
+    "wider": (frozenset(["width"]), 1), "narrower": (frozenset(["width"]), -1),
+    "heavier": (frozenset(["weight"]), 1), "lighter": (frozenset(["weight"]), -1),
+    "older": (frozenset(["age"]), 1), "younger": (frozenset(["age"]), -1),
+}
+# Words that make a number a bound rather than a value: "more than 7", "at least 7", "about 7".
+_APPROXIMATORS = frozenset(["least", "most", "almost", "nearly", "approximately", "about", "around", "roughly"])
+# Units -> (dimension, size in the dimension's base unit), for "3 cm" = "30 mm".
+UNIT_SCALES = {
+    "mm": ("length", 1e-3), "cm": ("length", 1e-2), "m": ("length", 1.0), "km": ("length", 1e3),
+    "inch": ("length", 0.0254), "ft": ("length", 0.3048), "g": ("mass", 1.0), "kg": ("mass", 1e3),
+    "min": ("time", 60.0), "hour": ("time", 3600.0), "ml": ("volume", 1e-3), "l": ("volume", 1.0),
+    "degree": ("angle", 1.0), "percent": ("percent", 1.0), "usd": ("money", 1.0),
+}
+# Never content tokens here ("than" goes with its comparison word).
+_IGNORED = STOPWORDS | NEGATORS | HEDGES | CONDITIONS | _CONJUNCTIONS | {"than"}
+
+
+def _is_negation(text: str) -> bool:
+    return text in NEGATORS or text.endswith("n't")
+
 
 @dataclass
 class IndexedText:
-    """Content tokens of a text, indexed for repeated fact look-ups."""
+    """Content tokens of a text with their clauses, indexed for repeated fact look-ups."""
 
-    tokens: list[Token]
+    tokens: list[Token]  # content tokens
+    clause: list[int] = field(default_factory=list)  # content token -> clause id
+    unit: list[str | None] = field(default_factory=list)  # content token -> unit right after a number
+    counts: list[bool] = field(default_factory=list)  # content token -> a number that counts a noun
+    chained: list[bool] = field(default_factory=list)  # content token -> between two "=" ("AB = AC = 5")
+    negated: list[bool] = field(default_factory=list)  # clause id -> odd number of negations
+    hedged: list[bool] = field(default_factory=list)  # clause id -> hedged or under a condition
     words: dict[str, list[int]] = field(default_factory=dict)  # canonical word/time -> positions
     numbers: list[tuple[int, float]] = field(default_factory=list)  # (position, value)
     cleaned: str = ""  # clean_text() of the text, for facts without content tokens
 
     @classmethod
     def build(cls, text: str) -> IndexedText:
-        toks = content_tokens(tokenize(text))
-        index = cls(tokens=toks, cleaned=clean_text(text))
-        for pos, tok in enumerate(toks):
+        index = cls(tokens=[], cleaned=clean_text(text))
+        _index_tokens(index, tokenize(text, labels=True))
+        for pos, tok in enumerate(index.tokens):
             if tok.kind == "num":
                 index.numbers.append((pos, tok.value))
             else:
@@ -42,10 +113,133 @@ class IndexedText:
         return index
 
 
-def _positions(tok: Token, text: IndexedText, rel_tol: float, abs_tol: float) -> list[int]:
-    if tok.kind == "num":
-        return [p for p, v in text.numbers if numbers_close(v, tok.value, rel_tol, abs_tol)]
-    return text.words.get(tok.text, [])
+def _ends_clause(tokens: tuple[Token, ...], i: int, clause_start: int) -> bool:
+    """Is token i a clause boundary? "and" inside "between 3 and 4" / "both X and Y" is not."""
+    tok = tokens[i]
+    if tok.kind == "sep":
+        return True
+    if tok.kind != "word" or tok.text not in _CONJUNCTIONS:
+        return False
+    return tok.text != "and" or not any(t.text in ("between", "both") for t in tokens[clause_start:i])
+
+
+def _is_tail(tokens: tuple[Token, ...], start: int, end: int) -> bool:
+    """A comma tail that only qualifies the clause before it (", all red")."""
+    words = [t for t in tokens[start:end] if t.kind != "sep" and t.text not in STOPWORDS]
+    return bool(words) and all(t.kind == "word" and (t.text in COLOURS or t.text in _TAIL_WORDS) for t in words)
+
+
+def _clause_spans(tokens: tuple[Token, ...]) -> list[tuple[int, int]]:
+    """(start, end) token ranges of the clauses, comma tails merged into the clause before."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for i in range(len(tokens) + 1):
+        if i < len(tokens) and not _ends_clause(tokens, i, start):
+            continue
+        if spans and start > 0 and tokens[start - 1].text == "," and _is_tail(tokens, start, i):
+            spans[-1] = (spans[-1][0], i)
+        else:
+            spans.append((start, i))
+        start = i + 1
+    return spans
+
+
+def _index_tokens(index: IndexedText, tokens: tuple[Token, ...]) -> None:
+    """Fill the content tokens, their clause ids, units and count flags, and each clause's polarity."""
+    in_condition = False
+    for cid, (start, end) in enumerate(_clause_spans(tokens)):
+        negations, hedged = 0, in_condition
+        for i in range(start, end):
+            tok = tokens[i]
+            text = tok.text
+            if tok.kind == "word" and (_is_negation(text) or text in HEDGES or text in CONDITIONS):
+                negations += _is_negation(text)
+                hedged = hedged or text in HEDGES or text in CONDITIONS
+                in_condition = in_condition or text in CONDITIONS
+            if tok.kind == "sep" or tok.kind == "op" and text not in _ORDER_OPS or text in _IGNORED:
+                continue
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            index.tokens.append(tok)
+            index.clause.append(cid)
+            is_num = tok.kind == "num" and nxt is not None and nxt.kind == "word"
+            index.unit.append(nxt.text if is_num and nxt.text in UNITS else None)
+            index.counts.append(is_num and nxt.text not in UNITS and nxt.text not in _IGNORED)
+            index.chained.append(i > 0 and nxt is not None and tokens[i - 1].text == "=" and nxt.text == "=")
+        index.negated.append(negations % 2 == 1)
+        index.hedged.append(hedged)
+        if end < len(tokens) and tokens[end].text in _SENTENCE_ENDS:
+            in_condition = False
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A key fact, parsed once: what must be found, and the constraints on where."""
+
+    wanted: tuple[Token, ...]  # content tokens to find (units and the comparison word excluded)
+    units: tuple[str | None, ...]  # for each wanted token: the unit after it when it is a number
+    counts: tuple[bool, ...]  # for each wanted token: a number that counts a noun ("3 circles")
+    negated: bool  # an odd number of negations
+    hedged: bool  # the fact itself is hedged/conditional: no hedge check
+    clauses: int  # clauses of the fact itself ("sides 3, 4 and 5" has three): a window may span as many
+    comparator: str | None  # canonical comparison word with content on both sides
+    left: frozenset  # wanted token texts before the comparison word (not after it too)
+    right: frozenset  # wanted token texts after it (not before it too)
+    qualifiers: frozenset  # the fact's own colours, labels and positions
+    has_position: bool
+
+
+@lru_cache(maxsize=4096)
+def parse_fact(fact: str) -> Fact:
+    """The `Fact` of a key-fact string.
+
+    >>> f = parse_fact("the top bar is not longer than 3 cm")
+    >>> [t.text for t in f.wanted], f.units, f.negated, f.comparator, sorted(f.left), sorted(f.right)
+    (['top', 'bar', '3'], (None, None, 'cm'), True, 'longer', ['bar', 'top'], ['3'])
+    """
+    index = IndexedText(tokens=[])
+    _index_tokens(index, tokenize(fact, labels=True))
+    toks, units = index.tokens, index.unit
+    places = [i for i, t in enumerate(toks) if t.text in COMPARATORS and 0 < i < len(toks) - 1]
+    cpos = next((i for i in places if toks[i].text not in POSITIONS), places[0] if places else -1)
+    first: dict[str, int] = {}  # canonical text -> first index; units after a number go with it
+    for i, tok in enumerate(toks):
+        if i != cpos and not (i > 0 and units[i - 1] is not None and tok.text == units[i - 1]):
+            first.setdefault(tok.text, i)
+    keep = sorted(first.values())
+    before = {toks[i].text for i in first.values() if i < cpos}
+    after = {t.text for t in toks[cpos + 1:] if t.text in first} if cpos >= 0 else set()
+    qualifiers = {t.text for t in toks if t.text in COLOURS or t.text in POSITIONS or _is_label(t)}
+    return Fact(
+        wanted=tuple(toks[i] for i in keep), units=tuple(units[i] for i in keep),
+        counts=tuple(index.counts[i] for i in keep), negated=any(index.negated), hedged=any(index.hedged),
+        clauses=max(1, len(set(index.clause))), comparator=toks[cpos].text if cpos >= 0 else None,
+        left=frozenset(before - after), right=frozenset(after - before), qualifiers=frozenset(qualifiers),
+        has_position=any(t in POSITIONS for t in qualifiers))
+
+
+def _is_label(tok: Token) -> bool:
+    return tok.kind == "word" and tok.text.isupper()
+
+
+def _units_agree(value: float, unit: str | None, text_value: float, text_unit: str | None,
+                 rel_tol: float, abs_tol: float) -> bool:
+    """Numbers equal after unit conversion; a missing unit on either side takes the other's."""
+    if unit is None or text_unit is None or unit == text_unit:
+        return numbers_close(value, text_value, rel_tol, abs_tol)
+    a, b = UNIT_SCALES.get(unit), UNIT_SCALES.get(text_unit)
+    if a is None or b is None or a[0] != b[0]:
+        return False
+    return numbers_close(value * a[1], text_value * b[1], rel_tol, abs_tol)
+
+
+def _positions(fact: Fact, k: int, text: IndexedText, rel_tol: float, abs_tol: float) -> list[int]:
+    tok = fact.wanted[k]
+    if tok.kind != "num":
+        return text.words.get(tok.text, [])
+    unit, counts = fact.units[k], fact.counts[k]
+    return [p for p, v in text.numbers
+            if _units_agree(tok.value, unit, v, text.unit[p], rel_tol, abs_tol)
+            and (counts or not text.counts[p] or text.unit[p] is not None)]
 
 
 def _windows(lists: list[list[int]]):
@@ -64,8 +258,83 @@ def _windows(lists: list[list[int]]):
         heapq.heappush(heap, (nxt, i, j + 1))
 
 
-def _foreign_colour(text: IndexedText, low: int, high: int, colours: set[str]) -> bool:
-    return any(t.text in COLOURS and t.text not in colours for t in text.tokens[low:high + 1])
+def _foreign(fact: Fact, text: IndexedText, low: int, high: int, rel_tol: float, abs_tol: float) -> bool:
+    """Does the window hold a colour, label, position, number or comparison word the fact lacks?"""
+    numbers = [t.value for t in fact.wanted if t.kind == "num"]
+    for pos in range(low, high + 1):
+        tok = text.tokens[pos]
+        t = tok.text
+        if tok.kind == "num":
+            if not any(numbers_close(v, tok.value, rel_tol, abs_tol) for v in numbers):
+                return True
+        elif t in fact.qualifiers or fact.comparator is not None and t in COMPARATORS:
+            continue
+        elif t in COLOURS or _is_label(tok) and not text.chained[pos] or (fact.has_position and t in POSITIONS):
+            return True
+        elif t in _APPROXIMATORS or fact.comparator is None and t in COMPARATORS and t not in POSITIONS:
+            return True
+    return False
+
+
+def _comparison_holds(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, high: int) -> bool:
+    """Is there a comparison word of the fact's axis in the window with the fact's sides around it
+    (swapped for an antonym)?"""
+    axes, sign = COMPARATORS[fact.comparator]
+    texts = [t.text for t in fact.wanted]
+    for pos in range(low, high + 1):
+        found = COMPARATORS.get(text.tokens[pos].text)
+        if found is None or not axes & found[0]:
+            continue
+        before, after = (fact.left, fact.right) if found[1] == sign else (fact.right, fact.left)
+        if all(_has_between(lists[texts.index(t)], low, pos - 1) for t in before) and \
+                all(_has_between(lists[texts.index(t)], pos + 1, high) for t in after):
+            return True
+    return False
+
+
+def _has_between(positions: list[int], low: int, high: int) -> bool:
+    k = bisect.bisect_left(positions, low)
+    return k < len(positions) and positions[k] <= high
+
+
+def _window_ok(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, high: int,
+               rel_tol: float, abs_tol: float) -> bool:
+    first, last = text.clause[low], text.clause[high]
+    if last - first >= fact.clauses:
+        return False
+    if any(text.negated[first:last + 1]) != fact.negated or any(text.hedged[first:last + 1]) and not fact.hedged:
+        return False
+    if _foreign(fact, text, low, high, rel_tol, abs_tol):
+        return False
+    return fact.comparator is None or _comparison_holds(fact, text, lists, low, high)
+
+
+def _contradicted(fact: Fact, text: IndexedText, matched: set[int], rel_tol: float, abs_tol: float) -> bool:
+    """Rule 7: another plain clause names all the fact's words with another value of its kind."""
+    words = [t.text for t in fact.wanted if t.kind == "word"]
+    values = [k for k, t in enumerate(fact.wanted) if t.kind in ("num", "time")]
+    if not words or not values or fact.comparator is not None:
+        return False
+    clauses = set.intersection(*({text.clause[p] for p in text.words.get(w, [])} for w in words)) - matched
+    for pos, tok in enumerate(text.tokens):
+        cid = text.clause[pos]
+        if cid not in clauses or text.negated[cid] or text.hedged[cid] or tok.kind not in ("num", "time"):
+            continue
+        if all(not _same_value(fact, k, text, pos, rel_tol, abs_tol) for k in values):
+            return True
+    return False
+
+
+def _same_value(fact: Fact, k: int, text: IndexedText, pos: int, rel_tol: float, abs_tol: float) -> bool:
+    want, tok = fact.wanted[k], text.tokens[pos]
+    if want.kind != tok.kind:
+        return False
+    if want.kind == "time":
+        return want.text == tok.text
+    if fact.units[k] and text.unit[pos] and UNIT_SCALES.get(fact.units[k], ("", 0))[0] != \
+            UNIT_SCALES.get(text.unit[pos], ("?", 0))[0]:
+        return True  # another kind of quantity ("3 cm wide, 40 degrees"): no contradiction
+    return _units_agree(want.value, fact.units[k], tok.value, text.unit[pos], rel_tol, abs_tol)
 
 
 def fact_in_text(fact: str, text: IndexedText, slack: int = 3, rel_tol: float = 1e-3, abs_tol: float = 1e-6) -> bool:
@@ -74,19 +343,25 @@ def fact_in_text(fact: str, text: IndexedText, slack: int = 3, rel_tol: float = 
     >>> t = IndexedText.build("I see three circles, all red, and 2 blue squares. The clock reads 4:30.")
     >>> [fact_in_text(f, t) for f in ["3 red circles", "2 red squares", "the clock shows 4:30", "1 square"]]
     [True, False, True, False]
+    >>> t = IndexedText.build("DE = 12 and EF = 9; the square is not shaded; the bottom bar is longer than the top bar")
+    >>> [fact_in_text(f, t) for f in ["EF = 12", "EF = 9", "the square is shaded",
+    ...     "the top bar is longer than the bottom bar", "the top bar is shorter than the bottom bar"]]
+    [False, True, False, False, True]
     """
-    wanted = list(dict.fromkeys(content_tokens(tokenize(fact))))  # dedupe, keep order
-    if not wanted:  # a fact of only function words: fall back to a substring test
+    parsed = parse_fact(fact)
+    if not parsed.wanted:  # a fact of only function words: fall back to a substring test
         return bool(clean_text(fact).strip()) and clean_text(fact).strip() in text.cleaned
     lists = []
-    for tok in wanted:
-        pos = _positions(tok, text, rel_tol, abs_tol)
+    for k in range(len(parsed.wanted)):
+        pos = _positions(parsed, k, text, rel_tol, abs_tol)
         if not pos:
             return False
         lists.append(pos)
-    limit = len(wanted) - 1 + slack
-    colours = {t.text for t in wanted if t.text in COLOURS}
-    return any(high - low <= limit and not _foreign_colour(text, low, high, colours) for low, high in _windows(lists))
+    limit = len(parsed.wanted) - 1 + slack + (parsed.comparator is not None)
+    matched = {c for low, high in _windows(lists)
+               if high - low <= limit and _window_ok(parsed, text, lists, low, high, rel_tol, abs_tol)
+               for c in range(text.clause[low], text.clause[high] + 1)}
+    return bool(matched) and not _contradicted(parsed, text, matched, rel_tol, abs_tol)
 
 
 def coverage(facts: list[str], text: str, slack: int = 3, rel_tol: float = 1e-3, abs_tol: float = 1e-6) -> float:
