@@ -76,10 +76,10 @@ UNIT_SCALES = {
     "mm": ("length", 1e-3), "cm": ("length", 1e-2), "m": ("length", 1.0), "km": ("length", 1e3),
     "inch": ("length", 0.0254), "ft": ("length", 0.3048), "g": ("mass", 1.0), "kg": ("mass", 1e3),
     "min": ("time", 60.0), "hour": ("time", 3600.0), "ml": ("volume", 1e-3), "l": ("volume", 1.0),
-    "degree": ("angle", 1.0), "percent": ("percent", 1.0), "usd": ("money", 1.0),
+    "degree": ("angle", 1.0), "radian": ("angle", 57.29577951308232), "percent": ("percent", 1.0), "usd": ("money", 1.0),
 }
-# Never content tokens here ("than" goes with its comparison word).
-_IGNORED = STOPWORDS | NEGATORS | HEDGES | CONDITIONS | _CONJUNCTIONS | {"than"}
+# Never content tokens here.
+_IGNORED = STOPWORDS | NEGATORS | HEDGES | CONDITIONS | _CONJUNCTIONS
 
 
 def _is_negation(text: str) -> bool:
@@ -123,24 +123,31 @@ def _ends_clause(tokens: tuple[Token, ...], i: int, clause_start: int) -> bool:
     return tok.text != "and" or not any(t.text in ("between", "both") for t in tokens[clause_start:i])
 
 
-def _is_tail(tokens: tuple[Token, ...], start: int, end: int) -> bool:
-    """A comma tail that only qualifies the clause before it (", all red")."""
-    words = [t for t in tokens[start:end] if t.kind != "sep" and t.text not in STOPWORDS]
-    return bool(words) and all(t.kind == "word" and (t.text in COLOURS or t.text in _TAIL_WORDS) for t in words)
+def _nounless(tokens: tuple[Token, ...], start: int, end: int) -> bool:
+    """Does tokens[start:end] name no entity: only numbers, units, colours and words like "all"?"""
+    words = [t for t in tokens[start:end] if t.kind not in ("sep", "op") and t.text not in _IGNORED]
+    return bool(words) and all(t.kind in ("num", "time") or t.text in COLOURS or t.text in _TAIL_WORDS
+                               or t.text in UNITS for t in words)
 
 
 def _clause_spans(tokens: tuple[Token, ...]) -> list[tuple[int, int]]:
-    """(start, end) token ranges of the clauses, comma tails merged into the clause before."""
+    """(start, end) token ranges of the clauses. A segment that names no entity joins a neighbour:
+    a lead ("In 2019, sales were 40") the clause after it, a tail after a comma or colon ("three
+    circles, all red"; "yellow bar: 2") the clause before it."""
     spans: list[tuple[int, int]] = []
-    start = 0
+    start = lead = 0
     for i in range(len(tokens) + 1):
         if i < len(tokens) and not _ends_clause(tokens, i, start):
             continue
-        if spans and start > 0 and tokens[start - 1].text == "," and _is_tail(tokens, start, i):
+        at_sentence_start = lead == 0 or tokens[lead - 1].text in _SENTENCE_ENDS
+        if i < len(tokens) and tokens[i].text == "," and at_sentence_start and _nounless(tokens, start, i):
+            start = i + 1  # a lead: keep `lead`, the clause goes on after the comma
+            continue
+        if spans and lead > 0 and tokens[lead - 1].text in (",", ":") and _nounless(tokens, lead, i):
             spans[-1] = (spans[-1][0], i)
         else:
-            spans.append((start, i))
-        start = i + 1
+            spans.append((lead, i))
+        start = lead = i + 1
     return spans
 
 
@@ -194,27 +201,43 @@ def parse_fact(fact: str) -> Fact:
 
     >>> f = parse_fact("the top bar is not longer than 3 cm")
     >>> [t.text for t in f.wanted], f.units, f.negated, f.comparator, sorted(f.left), sorted(f.right)
-    (['top', 'bar', '3'], (None, None, 'cm'), True, 'longer', ['bar', 'top'], ['3'])
+    (['top', 'bar', '3'], (None, None, 'cm'), True, 'longer', ['top'], ['3'])
     """
     index = IndexedText(tokens=[])
     _index_tokens(index, tokenize(fact, labels=True))
     toks, units = index.tokens, index.unit
-    places = [i for i, t in enumerate(toks) if t.text in COMPARATORS and 0 < i < len(toks) - 1]
-    cpos = next((i for i in places if toks[i].text not in POSITIONS), places[0] if places else -1)
+    texts = [t.text for t in toks]
+    places = [i for i, t in enumerate(texts) if t in COMPARATORS and i < len(toks) - 1
+              and (i > 0 or "than" in texts[i + 2:])]
+    cpos = next((i for i in places if texts[i] not in POSITIONS), places[0] if places else -1)
+    pivot = _pivot(texts, cpos, len(texts)) if cpos >= 0 else -1
     first: dict[str, int] = {}  # canonical text -> first index; units after a number go with it
     for i, tok in enumerate(toks):
-        if i != cpos and not (i > 0 and units[i - 1] is not None and tok.text == units[i - 1]):
+        if i != cpos and tok.text != "than" and not (i > 0 and units[i - 1] is not None and tok.text == units[i - 1]):
             first.setdefault(tok.text, i)
     keep = sorted(first.values())
-    before = {toks[i].text for i in first.values() if i < cpos}
-    after = {t.text for t in toks[cpos + 1:] if t.text in first} if cpos >= 0 else set()
+    before = {toks[i].text for i in first.values() if i < pivot}
+    after = {t.text for t in toks[pivot + 1:] if t.text in first} if cpos >= 0 else set()
+    before, after = before - after, after - before
     qualifiers = {t.text for t in toks if t.text in COLOURS or t.text in POSITIONS or _is_label(t)}
+    marks = qualifiers | {t.text for t in toks if t.kind in ("num", "time")}
+    if before & marks and after & marks:  # "sales in 2019 were higher than in 2020": the years decide
+        before, after = before & marks, after & marks
     return Fact(
         wanted=tuple(toks[i] for i in keep), units=tuple(units[i] for i in keep),
         counts=tuple(index.counts[i] for i in keep), negated=any(index.negated), hedged=any(index.hedged),
         clauses=max(1, len(set(index.clause))), comparator=toks[cpos].text if cpos >= 0 else None,
         left=frozenset(before - after), right=frozenset(after - before), qualifiers=frozenset(qualifiers),
         has_position=any(t in POSITIONS for t in qualifiers))
+
+
+def _pivot(texts: list[str], cpos: int, end: int) -> int:
+    """Where the two sides of a comparison meet: the first "than" after the comparison word (before
+    `end`), else the word itself. "A is taller than B" and "more A than B" both split at "than"."""
+    for i in range(cpos + 1, end):
+        if texts[i] == "than":
+            return i
+    return cpos
 
 
 def _is_label(tok: Token) -> bool:
@@ -258,14 +281,14 @@ def _windows(lists: list[list[int]]):
         heapq.heappush(heap, (nxt, i, j + 1))
 
 
-def _foreign(fact: Fact, text: IndexedText, low: int, high: int, rel_tol: float, abs_tol: float) -> bool:
+def _foreign(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, high: int) -> bool:
     """Does the window hold a colour, label, position, number or comparison word the fact lacks?"""
-    numbers = [t.value for t in fact.wanted if t.kind == "num"]
+    numbers = {p for k, t in enumerate(fact.wanted) if t.kind == "num" for p in lists[k]}
     for pos in range(low, high + 1):
         tok = text.tokens[pos]
         t = tok.text
         if tok.kind == "num":
-            if not any(numbers_close(v, tok.value, rel_tol, abs_tol) for v in numbers):
+            if pos not in numbers:
                 return True
         elif t in fact.qualifiers or fact.comparator is not None and t in COMPARATORS:
             continue
@@ -276,18 +299,25 @@ def _foreign(fact: Fact, text: IndexedText, low: int, high: int, rel_tol: float,
     return False
 
 
-def _comparison_holds(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, high: int) -> bool:
-    """Is there a comparison word of the fact's axis in the window with the fact's sides around it
-    (swapped for an antonym)?"""
+def _comparison_holds(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, high: int,
+                      reach: int) -> bool:
+    """Is there a comparison word of the fact's axis in the window's clause, at most `reach` tokens
+    away, with the fact's sides around it (swapped for an antonym)?"""
     axes, sign = COMPARATORS[fact.comparator]
     texts = [t.text for t in fact.wanted]
-    for pos in range(low, high + 1):
+    cid = text.clause[low]
+    first = max(low - reach, bisect.bisect_left(text.clause, cid))
+    last = min(high + reach, bisect.bisect_right(text.clause, text.clause[high]) - 1)
+    low, high = first, last
+    words = [t.text for t in text.tokens[first:last + 1]]
+    for pos in range(first, last + 1):
         found = COMPARATORS.get(text.tokens[pos].text)
         if found is None or not axes & found[0]:
             continue
+        pivot = first + _pivot(words, pos - first, len(words))
         before, after = (fact.left, fact.right) if found[1] == sign else (fact.right, fact.left)
-        if all(_has_between(lists[texts.index(t)], low, pos - 1) for t in before) and \
-                all(_has_between(lists[texts.index(t)], pos + 1, high) for t in after):
+        if all(_has_between(lists[texts.index(t)], low, pivot - 1) for t in before) and \
+                all(_has_between(lists[texts.index(t)], pivot + 1, high) for t in after):
             return True
     return False
 
@@ -297,16 +327,15 @@ def _has_between(positions: list[int], low: int, high: int) -> bool:
     return k < len(positions) and positions[k] <= high
 
 
-def _window_ok(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, high: int,
-               rel_tol: float, abs_tol: float) -> bool:
+def _window_ok(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, high: int, reach: int) -> bool:
     first, last = text.clause[low], text.clause[high]
     if last - first >= fact.clauses:
         return False
     if any(text.negated[first:last + 1]) != fact.negated or any(text.hedged[first:last + 1]) and not fact.hedged:
         return False
-    if _foreign(fact, text, low, high, rel_tol, abs_tol):
+    if _foreign(fact, text, lists, low, high):
         return False
-    return fact.comparator is None or _comparison_holds(fact, text, lists, low, high)
+    return fact.comparator is None or _comparison_holds(fact, text, lists, low, high, reach)
 
 
 def _contradicted(fact: Fact, text: IndexedText, matched: set[int], rel_tol: float, abs_tol: float) -> bool:
@@ -359,7 +388,7 @@ def fact_in_text(fact: str, text: IndexedText, slack: int = 3, rel_tol: float = 
         lists.append(pos)
     limit = len(parsed.wanted) - 1 + slack + (parsed.comparator is not None)
     matched = {c for low, high in _windows(lists)
-               if high - low <= limit and _window_ok(parsed, text, lists, low, high, rel_tol, abs_tol)
+               if high - low <= limit and _window_ok(parsed, text, lists, low, high, limit - (high - low))
                for c in range(text.clause[low], text.clause[high] + 1)}
     return bool(matched) and not _contradicted(parsed, text, matched, rel_tol, abs_tol)
 

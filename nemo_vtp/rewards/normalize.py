@@ -49,7 +49,8 @@ COLOURS = frozenset(
      "magenta", "gold", "silver"]
 )
 UNITS = frozenset(
-    ["cm", "mm", "m", "km", "kg", "g", "inch", "ft", "degree", "percent", "min", "hour", "l", "ml", "usd"]
+    ["cm", "mm", "m", "km", "kg", "g", "inch", "ft", "degree", "radian", "percent", "min", "hour", "l", "ml",
+     "usd", "unit"]
 )
 
 # Function words ignored when matching a fact; patterns in consistency.py still see them.
@@ -80,7 +81,8 @@ _LATEX = [
 ]
 _CHAR_MAP = str.maketrans({"−": "-", "–": "-", "—": "-", "×": "*", "÷": "/", "⁄": "/", "·": "*",
                            "°": " degree ", "%": " percent ", "∠": " angle ", "∥": " parallel ",
-                           "⊥": " perpendicular ", "△": " triangle ", "≠": " not equal ", "’": "'"})
+                           "⊥": " perpendicular ", "△": " triangle ", "≠": " not equal ", "∦": " not parallel ",
+                           "’": "'"})
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
 # word | time | number (a sign only where it cannot be a minus) | operator | clause separator. Words
@@ -98,6 +100,7 @@ def _token_re(letter: str) -> re.Pattern:
 _TOKEN_RE = _token_re(r"[^\W\d_]")
 _TOKEN_RE_ASCII = _token_re("[a-z]")  # the same tokens on ASCII text, ~25% faster
 _NUMBER_WORD_SET = frozenset([*_NUMBER_WORDS, *_TENS])
+_SCALE_SET = frozenset(_SCALES)
 _OPS = frozenset("=+*/<>≈^-")
 SEPARATORS = frozenset(",;.!?:\n")  # punctuation kept as "sep" tokens: clause boundaries
 _INVALID = Token("invalid", "")  # cached marker for a raw match that is no token (e.g. "1/0")
@@ -208,6 +211,11 @@ def _merge_number_words(tokens: list[Token]) -> list[Token]:
     i = 0
     while i < len(tokens):
         tok = tokens[i]
+        if tok.kind == "num" and i + 1 < len(tokens) and tokens[i + 1].text in _SCALES:  # "3 million"
+            value = tok.value * _SCALES[tokens[i + 1].text]
+            out.append(Token("num", f"{value:g}", value))
+            i += 2
+            continue
         if tok.kind != "word" or (tok.text not in _NUMBER_WORDS and tok.text not in _TENS):
             out.append(tok)
             i += 1
@@ -234,7 +242,7 @@ def _make_token(raw: str) -> Token:
     if raw.startswith(_LABEL_MARK):
         return Token("word", canonical_label(raw[len(_LABEL_MARK):].upper()))
     if raw[0].isalpha():
-        return Token("word", canonical_word(raw))
+        return Token("word", canonical_word(raw[:-2] if raw.endswith("'s") else raw))  # "square's" -> square
     if ":" in raw:
         return Token("time", raw)
     value = parse_number(raw)
@@ -264,7 +272,7 @@ def tokenize(text: str, labels: bool = False) -> tuple[Token, ...]:
     tokens = list(map(cache.__getitem__, raws))
     if not _INVALID_RAWS.isdisjoint(raws):
         tokens = [t for t in tokens if t is not _INVALID]
-    if not _NUMBER_WORD_SET.isdisjoint(raws):
+    if not _NUMBER_WORD_SET.isdisjoint(raws) or not _SCALE_SET.isdisjoint(raws):
         tokens = _merge_number_words(tokens)
     return tuple(tokens)
 
@@ -281,7 +289,11 @@ def numbers_close(a: float, b: float, rel_tol: float = 1e-3, abs_tol: float = 1e
     (True, True, False)
     >>> numbers_close(float("inf"), 5.0), numbers_close(float("inf"), float("inf"))  # never equal
     (False, False)
+    >>> numbers_close(2019.0, 2020.0), numbers_close(1000.0, 1000.5)  # integers compare exactly
+    (False, True)
     """
     if not (math.isfinite(a) and math.isfinite(b)):
+        return False
+    if a != b and float(a).is_integer() and float(b).is_integer():  # 2019 is not 2020, nor 1000 1001
         return False
     return abs(a - b) <= abs_tol + rel_tol * max(abs(a), abs(b))
