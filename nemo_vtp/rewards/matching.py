@@ -38,6 +38,26 @@ from nemo_vtp.rewards.normalize import (
     tokenize,
 )
 
+# The rules, in words: docs/rewards.md lists them and the LLM judge's prompt carries them verbatim,
+# so both matchers credit the same thing.
+RULES = (
+    "A fact counts only when the text states it inside one clause: a value stated in another clause, "
+    "or bound to another entity, does not count (in 'DE = 12 and EF = 9', EF is 9, not 12).",
+    "The entity must be the same, with the same qualifiers: colour, year, label or vertex name, and "
+    "position (top/bottom, left/right).",
+    "Negation flips a statement: 'the square is not shaded' does not state 'the square is shaded'.",
+    "Hedged or hypothetical statements state nothing: 'maybe 7', '3 or 4', 'about 7', 'more than 7', "
+    "'if the bar were 7', 'it would be 7'.",
+    "Comparisons keep their direction: 'A is longer than B' equals 'B is shorter than A' but not "
+    "'B is longer than A' (also taller/shorter, left/right, above/below, more/fewer, before/after, "
+    "greater/less).",
+    "Numbers must be equal and units must agree after conversion: 3 cm = 30 mm, but 3 cm is not 3 m; "
+    "a value is not a count ('the orange bar is 3' is not '3 bars').",
+    "A text that gives the same entity several different values (listing candidates) states none of them.",
+    "Paraphrases count: number words, symbols (∠, °, ∥, ⊥), 'measures/reaches/is/equals', reordered "
+    "clauses and synonyms.",
+)
+
 # Words that end a clause (besides punctuation, see normalize.SEPARATORS).
 _CONJUNCTIONS = frozenset(["and", "but", "while", "whilst", "whereas", "although", "though", "however", "yet",
                            "because", "so", "except"])
