@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import operator
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from nemo_vtp.rewards.normalize import (
     COLOURS,
     NEGATORS,
+    OPERATORS,
+    SEPARATORS,
     STOPWORDS,
     UNITS,
     Token,
@@ -125,40 +129,48 @@ class IndexedText:
     def build(cls, text: str) -> IndexedText:
         index = cls(tokens=[], cleaned=clean_text(text))
         _index_tokens(index, tokenize(text, labels=True))
-        for pos, tok in enumerate(index.tokens):
-            if tok.kind == "num":
-                index.numbers.append((pos, tok.value))
-            else:
-                index.words.setdefault(tok.text, []).append(pos)
+        words: defaultdict[str, list[int]] = defaultdict(list)  # numbers too: no word is spelt as one
+        for pos, text_ in enumerate(map(_TEXT, index.tokens)):
+            words[text_].append(pos)
+        index.words = words
+        index.numbers = [(pos, tok.value) for pos, tok in enumerate(index.tokens) if tok.kind == "num"]
         return index
 
 
-def _ends_clause(tokens: tuple[Token, ...], i: int, clause_start: int) -> bool:
-    """Is token i a clause boundary? "and" inside "between 3 and 4" / "both X and Y" is not."""
-    tok = tokens[i]
-    if tok.kind == "sep":
-        return True
-    if tok.kind != "word" or tok.text not in _CONJUNCTIONS:
-        return False
-    return tok.text != "and" or not any(t.text in ("between", "both") for t in tokens[clause_start:i])
+def _boundaries(tokens: tuple[Token, ...], texts: list[str]) -> list[int]:
+    """Indices of the tokens that end a clause: separators and conjunctions, except an "and" inside
+    "between 3 and 4" or "both X and Y"."""
+    bounds = [i for i, text in enumerate(texts) if text in _BOUNDARY_TEXTS]
+    if "between" not in texts and "both" not in texts:
+        return bounds
+    kept: list[int] = []
+    for i in bounds:
+        start = kept[-1] + 1 if kept else 0
+        if texts[i] != "and" or ("between" not in texts[start:i] and "both" not in texts[start:i]):
+            kept.append(i)
+    return kept
 
 
 def _nounless(tokens: tuple[Token, ...], start: int, end: int) -> bool:
     """Does tokens[start:end] name no entity: only numbers, units, colours and words like "all"?"""
-    words = [t for t in tokens[start:end] if t.kind not in ("sep", "op") and t.text not in _IGNORED]
-    return bool(words) and all(t.kind in ("num", "time") or t.text in COLOURS or t.text in _TAIL_WORDS
-                               or t.text in UNITS for t in words)
+    found = False
+    for i in range(start, end):  # stops at the first entity word: most segments start with one
+        tok = tokens[i]
+        if tok.kind in ("sep", "op") or tok.text in _IGNORED:
+            continue
+        if tok.kind not in ("num", "time") and tok.text not in _NOUNLESS_WORDS:
+            return False
+        found = True
+    return found
 
 
-def _clause_spans(tokens: tuple[Token, ...]) -> list[tuple[int, int]]:
-    """(start, end) token ranges of the clauses. A segment that names no entity joins a neighbour:
-    a lead ("In 2019, sales were 40") the clause after it, a tail after a comma or colon ("three
-    circles, all red"; "yellow bar: 2") the clause before it."""
+def _clause_spans(tokens: tuple[Token, ...], texts: list[str]) -> list[tuple[int, int]]:
+    """(start, end) token ranges of the clauses, `end` the boundary token (or len(tokens)). A segment
+    that names no entity joins a neighbour: a lead ("In 2019, sales were 40") the clause after it, a
+    tail after a comma or colon ("three circles, all red"; "yellow bar: 2") the clause before it."""
     spans: list[tuple[int, int]] = []
     start = lead = 0
-    for i in range(len(tokens) + 1):
-        if i < len(tokens) and not _ends_clause(tokens, i, start):
-            continue
+    for i in [*_boundaries(tokens, texts), len(tokens)]:
         at_sentence_start = lead == 0 or tokens[lead - 1].text in _SENTENCE_ENDS
         if i < len(tokens) and tokens[i].text == "," and at_sentence_start and _nounless(tokens, start, i):
             start = i + 1  # a lead: keep `lead`, the clause goes on after the comma
@@ -171,31 +183,61 @@ def _clause_spans(tokens: tuple[Token, ...]) -> list[tuple[int, int]]:
     return spans
 
 
+_FLAGGED = NEGATORS | HEDGES | CONDITIONS
+_NOUNLESS_WORDS = COLOURS | _TAIL_WORDS | UNITS
+_BOUNDARY_TEXTS = SEPARATORS | _CONJUNCTIONS
+_NOT_CONTENT = _IGNORED | SEPARATORS | (OPERATORS - _ORDER_OPS)
+_TEXT = operator.itemgetter(1)  # Token.text
+
+
+def _clause_flags(index: IndexedText, tokens: tuple[Token, ...], texts: list[str], spans: list[tuple[int, int]],
+                  clause_of: list[int]) -> None:
+    """Each clause's polarity (odd number of negations) and whether it is hedged; a condition hedges
+    its clause and the rest of its sentence."""
+    negations = [0] * len(spans)
+    hedged = [False] * len(spans)
+    conditions = []
+    flagged = {text for text in set(texts) if text in _FLAGGED or text.endswith("n't")}
+    for i in [i for i, text in enumerate(texts) if text in flagged] if flagged else ():
+        text, cid = texts[i], clause_of[i]
+        negations[cid] += _is_negation(text)
+        hedged[cid] = hedged[cid] or text in HEDGES or text in CONDITIONS
+        if text in CONDITIONS:
+            conditions.append(cid)
+    for cid in conditions:  # to the end of the sentence
+        for later in range(cid, len(spans)):
+            hedged[later] = True
+            end = spans[later][1]
+            if end >= len(tokens) or tokens[end].text in _SENTENCE_ENDS:
+                break
+    index.negated = [n % 2 == 1 for n in negations]
+    index.hedged = hedged
+
+
 def _index_tokens(index: IndexedText, tokens: tuple[Token, ...]) -> None:
-    """Fill the content tokens, their clause ids, units and count flags, and each clause's polarity."""
-    in_condition = False
-    for cid, (start, end) in enumerate(_clause_spans(tokens)):
-        negations, hedged = 0, in_condition
-        for i in range(start, end):
-            tok = tokens[i]
-            text = tok.text
-            if tok.kind == "word" and (_is_negation(text) or text in HEDGES or text in CONDITIONS):
-                negations += _is_negation(text)
-                hedged = hedged or text in HEDGES or text in CONDITIONS
-                in_condition = in_condition or text in CONDITIONS
-            if tok.kind == "sep" or tok.kind == "op" and text not in _ORDER_OPS or text in _IGNORED:
-                continue
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            index.tokens.append(tok)
-            index.clause.append(cid)
-            is_num = tok.kind == "num" and nxt is not None and nxt.kind == "word"
-            index.unit.append(nxt.text if is_num and nxt.text in UNITS else None)
-            index.counts.append(is_num and nxt.text not in UNITS and nxt.text not in _IGNORED)
-            index.chained.append(i > 0 and nxt is not None and tokens[i - 1].text == "=" and nxt.text == "=")
-        index.negated.append(negations % 2 == 1)
-        index.hedged.append(hedged)
-        if end < len(tokens) and tokens[end].text in _SENTENCE_ENDS:
-            in_condition = False
+    """Fill the content tokens, their clause ids, units, count and chain flags, and each clause's
+    polarity."""
+    texts = list(map(_TEXT, tokens))
+    spans = _clause_spans(tokens, texts)
+    clause_of = [0] * (len(tokens) + 1)
+    for cid, (start, end) in enumerate(spans):
+        clause_of[start:end + 1] = [cid] * (end + 1 - start)
+    _clause_flags(index, tokens, texts, spans, clause_of)
+    keep = [i for i, text in enumerate(texts) if text not in _NOT_CONTENT]
+    index.tokens = [tokens[i] for i in keep]
+    index.clause = [clause_of[i] for i in keep]
+    index.unit = [None] * len(keep)
+    index.counts = [False] * len(keep)
+    index.chained = [False] * len(keep)
+    last = len(tokens) - 1
+    for i in [i for i, t in enumerate(tokens) if t.kind == "num"]:
+        if i < last and tokens[i + 1].kind == "word":
+            pos, nxt = bisect.bisect_left(keep, i), texts[i + 1]
+            index.unit[pos] = nxt if nxt in UNITS else None
+            index.counts[pos] = nxt not in UNITS and nxt not in _IGNORED
+    for i in [i for i, text in enumerate(texts) if text == "="] if "=" in texts else ():
+        if i + 2 <= last and texts[i + 2] == "=" and texts[i + 1] not in _NOT_CONTENT:
+            index.chained[bisect.bisect_left(keep, i + 1)] = True
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ _TOKEN_RE_ASCII = _token_re("[a-z]")  # the same tokens on ASCII text, ~25% fast
 _NUMBER_WORD_SET = frozenset([*_NUMBER_WORDS, *_TENS])
 _SCALE_SET = frozenset(_SCALES)
 _OPS = frozenset("=+*/<>≈^-")
+OPERATORS = _OPS
 SEPARATORS = frozenset(",;.!?:\n")  # punctuation kept as "sep" tokens: clause boundaries
 _INVALID = Token("invalid", "")  # cached marker for a raw match that is no token (e.g. "1/0")
 _TOKEN_CACHE: dict[str, Token] = {}  # raw match -> token; a raw string always gives the same token
