@@ -255,6 +255,7 @@ class Fact:
     right: frozenset  # wanted token texts after it (not before it too)
     qualifiers: frozenset  # the fact's own colours, labels and positions
     has_position: bool
+    results: tuple[int, ...] = ()  # wanted indices of the values after "=" in an equation fact
 
 
 @lru_cache(maxsize=4096)
@@ -290,7 +291,22 @@ def parse_fact(fact: str) -> Fact:
         counts=tuple(index.counts[i] for i in keep), negated=any(index.negated), hedged=any(index.hedged),
         clauses=max(1, len(set(index.clause))), comparator=toks[cpos].text if cpos >= 0 else None,
         left=frozenset(before - after), right=frozenset(after - before), qualifiers=frozenset(qualifiers),
-        has_position=any(t in POSITIONS for t in qualifiers))
+        has_position=any(t in POSITIONS for t in qualifiers), results=_results(fact, [toks[i] for i in keep]))
+
+
+def _results(fact: str, wanted: list[Token]) -> tuple[int, ...]:
+    """Indices (in `wanted`) of the numbers and times after the last "=" of an equation fact
+    ("1 + 2 = 3" -> the 3), when numbers stand on both sides; else ()."""
+    tokens = tokenize(fact, labels=True)
+    eq = max((i for i, t in enumerate(tokens) if t.text == "="), default=-1)
+    if eq < 0:
+        return ()
+    values = [t for t in tokens if t.kind in ("num", "time")]
+    after = {t.text for t in tokens[eq + 1:] if t.kind in ("num", "time")}
+    before = {t.text for t in tokens[:eq] if t.kind in ("num", "time")}
+    if not after or not before or len(values) < 2:
+        return ()
+    return tuple(k for k, t in enumerate(wanted) if t.text in after - before)
 
 
 def _pivot(texts: list[str], cpos: int, end: int) -> int:
@@ -384,6 +400,14 @@ def _comparison_holds(fact: Fact, text: IndexedText, lists: list[list[int]], low
     return False
 
 
+def _result_last(fact: Fact, lists: list[list[int]], low: int, high: int) -> bool:
+    """In an equation, the result comes after the operands: "2 + 1 = 3" states "1 + 2 = 3", "3 + 1 = 2"
+    does not."""
+    numeric = [k for k, t in enumerate(fact.wanted) if t.kind in ("num", "time") and k not in fact.results]
+    operands_end = max((min(p for p in lists[k] if low <= p <= high) for k in numeric), default=low)
+    return all(any(operands_end < p <= high for p in lists[k]) for k in fact.results)
+
+
 def _has_between(positions: list[int], low: int, high: int) -> bool:
     k = bisect.bisect_left(positions, low)
     return k < len(positions) and positions[k] <= high
@@ -396,6 +420,8 @@ def _window_ok(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, 
     if any(text.negated[first:last + 1]) != fact.negated or any(text.hedged[first:last + 1]) and not fact.hedged:
         return False
     if _foreign(fact, text, lists, low, high):
+        return False
+    if fact.results and not _result_last(fact, lists, low, high):
         return False
     return fact.comparator is None or _comparison_holds(fact, text, lists, low, high, reach)
 
