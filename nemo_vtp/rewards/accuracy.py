@@ -10,7 +10,8 @@ check that applies decides:
 1. multiple choice (the sample has `choices`): both sides resolve to an option letter (the letter
    itself, "(B)", "B.", "Option B", or the option's text) and the letters are equal;
 2. normalised text: equal canonical token sequences ("Three", "3"; "4:30 PM" vs "4:30 pm");
-3. single numbers: both sides hold exactly one number (units ignored), equal within tolerance;
+3. single numbers: both sides hold exactly one number (units ignored), equal within tolerance; an
+   answer of plain words (no digits, LaTeX or operators) for a numeric gold is wrong;
 4. math-verify `verify(parse(gold), parse(answer))`, only when the gold answer looks mathematical
    (digits, LaTeX, operators): for plain words it would call "ab" and "ba" equal (a*b = b*a).
 """
@@ -167,6 +168,8 @@ def rule_accuracy(answer: str, sample: dict, rel_tol: float = 1e-3, abs_tol: flo
     g_num, p_num = single_number(gold), single_number(pred)
     if g_num is not None and p_num is not None:
         return float(numbers_close(g_num, p_num, rel_tol, abs_tol))
+    if g_num is not None and not _MATHY_RE.search(pred):  # plain words ("nan", "many") for a number
+        return 0.0
     return None if _MATHY_RE.search(gold) else 0.0
 
 
