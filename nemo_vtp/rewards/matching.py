@@ -256,6 +256,7 @@ class Fact:
     qualifiers: frozenset  # the fact's own colours, labels and positions
     has_position: bool
     results: tuple[int, ...] = ()  # wanted indices of the values after "=" in an equation fact
+    texts: frozenset = frozenset()  # texts of the wanted tokens and qualifiers ("about" in "pi is about 3.14")
 
 
 @lru_cache(maxsize=4096)
@@ -291,7 +292,8 @@ def parse_fact(fact: str) -> Fact:
         counts=tuple(index.counts[i] for i in keep), negated=any(index.negated), hedged=any(index.hedged),
         clauses=max(1, len(set(index.clause))), comparator=toks[cpos].text if cpos >= 0 else None,
         left=frozenset(before - after), right=frozenset(after - before), qualifiers=frozenset(qualifiers),
-        has_position=any(t in POSITIONS for t in qualifiers), results=_results(fact, [toks[i] for i in keep]))
+        has_position=any(t in POSITIONS for t in qualifiers), results=_results(fact, [toks[i] for i in keep]),
+        texts=frozenset(qualifiers | {toks[i].text for i in keep}))
 
 
 def _results(fact: str, wanted: list[Token]) -> tuple[int, ...]:
@@ -336,6 +338,9 @@ def _units_agree(value: float, unit: str | None, text_value: float, text_unit: s
 def _positions(fact: Fact, k: int, text: IndexedText, rel_tol: float, abs_tol: float) -> list[int]:
     tok = fact.wanted[k]
     if tok.kind != "num":
+        if len(tok.text) > 1 and _is_label(tok):  # "AB" also written "ab" or "ba" in a lowercase text
+            return sorted({*text.words.get(tok.text, []), *text.words.get(tok.text.lower(), []),
+                           *text.words.get(tok.text[::-1].lower(), [])})
         return text.words.get(tok.text, [])
     unit, counts = fact.units[k], fact.counts[k]
     return [p for p, v in text.numbers
@@ -368,7 +373,7 @@ def _foreign(fact: Fact, text: IndexedText, lists: list[list[int]], low: int, hi
         if tok.kind == "num":
             if pos not in numbers:
                 return True
-        elif t in fact.qualifiers or fact.comparator is not None and t in COMPARATORS:
+        elif t in fact.texts or fact.comparator is not None and t in COMPARATORS:
             continue
         elif t in COLOURS or _is_label(tok) and not text.chained[pos] or (fact.has_position and t in POSITIONS):
             return True
