@@ -28,6 +28,7 @@ import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import compress
 
 from nemo_vtp.rewards.normalize import (
     COLOURS,
@@ -123,6 +124,8 @@ class IndexedText:
     hedged: list[bool] = field(default_factory=list)  # clause id -> hedged or under a condition
     words: dict[str, list[int]] = field(default_factory=dict)  # canonical word/time -> positions
     numbers: list[tuple[int, float]] = field(default_factory=list)  # (position, value)
+    integers: dict[float, list[int]] = field(default_factory=dict)  # integer value -> positions
+    fractions: list[tuple[int, float]] = field(default_factory=list)  # (position, value) of the others
     cleaned: str = ""  # clean_text() of the text, for facts without content tokens
 
     @classmethod
@@ -134,13 +137,20 @@ class IndexedText:
             words[text_].append(pos)
         index.words = words
         index.numbers = [(pos, tok.value) for pos, tok in enumerate(index.tokens) if tok.kind == "num"]
+        integers: defaultdict[float, list[int]] = defaultdict(list)
+        for pos, value in index.numbers:
+            if value.is_integer():
+                integers[value].append(pos)
+            else:
+                index.fractions.append((pos, value))
+        index.integers = integers
         return index
 
 
 def _boundaries(tokens: tuple[Token, ...], texts: list[str]) -> list[int]:
     """Indices of the tokens that end a clause: separators and conjunctions, except an "and" inside
     "between 3 and 4" or "both X and Y"."""
-    bounds = [i for i, text in enumerate(texts) if text in _BOUNDARY_TEXTS]
+    bounds = list(compress(range(len(texts)), map(_BOUNDARY_TEXTS.__contains__, texts)))
     if "between" not in texts and "both" not in texts:
         return bounds
     kept: list[int] = []
@@ -187,7 +197,7 @@ _FLAGGED = NEGATORS | HEDGES | CONDITIONS
 _NOUNLESS_WORDS = COLOURS | _TAIL_WORDS | UNITS
 _BOUNDARY_TEXTS = SEPARATORS | _CONJUNCTIONS
 _NOT_CONTENT = _IGNORED | SEPARATORS | (OPERATORS - _ORDER_OPS)
-_TEXT = operator.itemgetter(1)  # Token.text
+_KIND, _TEXT = operator.itemgetter(0), operator.itemgetter(1)  # Token.kind, Token.text
 
 
 def _clause_flags(index: IndexedText, tokens: tuple[Token, ...], texts: list[str], spans: list[tuple[int, int]],
@@ -198,7 +208,7 @@ def _clause_flags(index: IndexedText, tokens: tuple[Token, ...], texts: list[str
     hedged = [False] * len(spans)
     conditions = []
     flagged = {text for text in set(texts) if text in _FLAGGED or text.endswith("n't")}
-    for i in [i for i, text in enumerate(texts) if text in flagged] if flagged else ():
+    for i in compress(range(len(texts)), map(flagged.__contains__, texts)) if flagged else ():
         text, cid = texts[i], clause_of[i]
         negations[cid] += _is_negation(text)
         hedged[cid] = hedged[cid] or text in HEDGES or text in CONDITIONS
@@ -223,19 +233,20 @@ def _index_tokens(index: IndexedText, tokens: tuple[Token, ...]) -> None:
     for cid, (start, end) in enumerate(spans):
         clause_of[start:end + 1] = [cid] * (end + 1 - start)
     _clause_flags(index, tokens, texts, spans, clause_of)
-    keep = [i for i, text in enumerate(texts) if text not in _NOT_CONTENT]
-    index.tokens = [tokens[i] for i in keep]
-    index.clause = [clause_of[i] for i in keep]
+    # Loops in C (compress/map): this runs on every ~1k-token response.
+    keep = list(compress(range(len(texts)), map(operator.not_, map(_NOT_CONTENT.__contains__, texts))))
+    index.tokens = list(map(tokens.__getitem__, keep))
+    index.clause = list(map(clause_of.__getitem__, keep))
     index.unit = [None] * len(keep)
     index.counts = [False] * len(keep)
     index.chained = [False] * len(keep)
     last = len(tokens) - 1
-    for i in [i for i, t in enumerate(tokens) if t.kind == "num"]:
+    for i in compress(range(len(tokens)), map("num".__eq__, map(_KIND, tokens))):
         if i < last and tokens[i + 1].kind == "word":
             pos, nxt = bisect.bisect_left(keep, i), texts[i + 1]
             index.unit[pos] = nxt if nxt in UNITS else None
             index.counts[pos] = nxt not in UNITS and nxt not in _IGNORED
-    for i in [i for i, text in enumerate(texts) if text == "="] if "=" in texts else ():
+    for i in compress(range(len(texts)), map("=".__eq__, texts)) if "=" in texts else ():
         if i + 2 <= last and texts[i + 2] == "=" and texts[i + 1] not in _NOT_CONTENT:
             index.chained[bisect.bisect_left(keep, i + 1)] = True
 
@@ -343,9 +354,12 @@ def _positions(fact: Fact, k: int, text: IndexedText, rel_tol: float, abs_tol: f
                            *text.words.get(tok.text[::-1].lower(), [])})
         return text.words.get(tok.text, [])
     unit, counts = fact.units[k], fact.counts[k]
-    return [p for p, v in text.numbers
-            if _units_agree(tok.value, unit, v, text.unit[p], rel_tol, abs_tol)
-            and (counts or not text.counts[p] or text.unit[p] is not None)]
+    if unit is None and tok.value.is_integer():  # an integer equals only itself (or a close fraction)
+        found = sorted([*text.integers.get(tok.value, []),
+                        *(p for p, v in text.fractions if numbers_close(tok.value, v, rel_tol, abs_tol))])
+    else:
+        found = [p for p, v in text.numbers if _units_agree(tok.value, unit, v, text.unit[p], rel_tol, abs_tol)]
+    return [p for p in found if counts or not text.counts[p] or text.unit[p] is not None]
 
 
 def _windows(lists: list[list[int]]):

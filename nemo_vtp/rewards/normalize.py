@@ -193,7 +193,7 @@ def mark_labels(text: str) -> str:
     ...     "A bar chart; angle  zqlabela  is 30,  zqlabelab  = 5, I see RED")
     True
     """
-    return _LABEL_RE.sub(_label_or_word, text) if any(c.isupper() for c in text) else text
+    return _LABEL_RE.sub(_label_or_word, text)
 
 
 def clean_text(text: str) -> str:
