@@ -6,7 +6,7 @@ text when the text states it inside one clause (docs/rewards.md, "Matching", lis
    normalize.py) occurs in one window of at most `len(fact tokens) - 1 + slack` content tokens;
 2. the window lies inside one clause: clauses end at `, ; : . ! ?`, a line break, and the
    conjunctions of `_CONJUNCTIONS` ("and" inside "between 3 and 4" or "both X and Y" does not end
-   one; a comma tail of only colours/quantifiers, ", all red", belongs to the clause before);
+   one); a segment that names no entity joins its neighbour (", all red"; "In 2019, ...");
 3. the clause has the fact's polarity (an odd number of negations flips it) and is not hedged
    ("maybe", "or", "would") nor inside a condition ("if", "suppose" up to the end of the sentence);
 4. the window holds no colour, label, position or number of another entity than the fact's own, no
@@ -17,7 +17,8 @@ text when the text states it inside one clause (docs/rewards.md, "Matching", lis
 6. a comparison keeps its direction: "A is longer than B" is found as "A ... longer ... B" or as
    "B ... shorter ... A" (antonyms swap the sides), never as "B is longer than A";
 7. no other clause gives the same entity and relation another value ("the red bar is 7. The red
-   bar is 5." states neither: a text that lists every candidate earns nothing for it).
+   bar is 5." states neither: a text that lists every candidate earns nothing for it);
+8. in an equation the result follows the operands ("2 + 1 = 3" states "1 + 2 = 3", "3 + 1 = 2" not).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class IndexedText:
         return index
 
 
-def _boundaries(tokens: tuple[Token, ...], texts: list[str]) -> list[int]:
+def _boundaries(texts: list[str]) -> list[int]:
     """Indices of the tokens that end a clause: separators and conjunctions, except an "and" inside
     "between 3 and 4" or "both X and Y"."""
     bounds = list(compress(range(len(texts)), map(_BOUNDARY_TEXTS.__contains__, texts)))
@@ -180,7 +181,7 @@ def _clause_spans(tokens: tuple[Token, ...], texts: list[str]) -> list[tuple[int
     tail after a comma or colon ("three circles, all red"; "yellow bar: 2") the clause before it."""
     spans: list[tuple[int, int]] = []
     start = lead = 0
-    for i in [*_boundaries(tokens, texts), len(tokens)]:
+    for i in [*_boundaries(texts), len(tokens)]:
         at_sentence_start = lead == 0 or tokens[lead - 1].text in _SENTENCE_ENDS
         if i < len(tokens) and tokens[i].text == "," and at_sentence_start and _nounless(tokens, start, i):
             start = i + 1  # a lead: keep `lead`, the clause goes on after the comma

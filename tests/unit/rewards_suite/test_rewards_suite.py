@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nemo_vtp.config.rewards import JudgeConfig
-from nemo_vtp.rewards import RewardConfig
+from nemo_vtp.rewards import RewardConfig, score
 from nemo_vtp.rewards.compose import apply_judge
 from nemo_vtp.rewards.judge import SYSTEM_PROMPT, JudgeClient
 from nemo_vtp.rewards.labelled import accuracy_verdicts, load_cases, precision_recall, rule_verdicts
@@ -122,3 +122,24 @@ def test_malformed_verdicts_fall_back_to_the_rule_matcher(reply):
     results, rule, _ = _run_judge(lambda facts, text: reply, cases)
     assert [r["vkey"] for r in results] == rule  # the rule level is kept ...
     assert [r["judge_failures"] for r in results] == [1.0] * len(cases)  # ... and each failure counted
+
+
+@pytest.mark.parametrize(("fact", "description"), [
+    ("EF = 12", "DE = 12 and EF = 9."),
+    ("the square is shaded", "The square is not shaded."),
+    ("the top bar is longer than the bottom bar", "The bottom bar is longer than the top bar."),
+    ("the 2019 bar is 40", "The 2020 bar is 40."),
+], ids=["value-of-another-entity", "negation", "reversed-comparison", "another-year"])
+def test_reported_cases_earn_no_visual_key_reward(fact, description):
+    cfg = RewardConfig(schedule={"steps": 0})
+    sample = {"question": "q", "answer": "1", "key_info": {"visual": [fact]}}
+    response = f"<description>{description}</description><think>t</think><answer>1</answer>"
+    assert score(response, sample, cfg)["vkey"] == 0.0
+    honest = f"<description>{next(c['text'] for c in MATCHING if c['fact'] == fact and c['covered'])}</description>" \
+        "<think>t</think><answer>1</answer>"
+    assert score(honest, sample, cfg)["vkey"] == 1.0  # the same fact stated faithfully keeps its credit
+
+
+def test_an_answer_of_309_digits_is_not_every_number():
+    sample = {"question": "q", "answer": "7"}
+    assert score("<description>d</description><think>t</think><answer>" + "9" * 309 + "</answer>", sample)["acc"] == 0.0
