@@ -127,11 +127,11 @@ class IndexedText:
     numbers: list[tuple[int, float]] = field(default_factory=list)  # (position, value)
     integers: dict[float, list[int]] = field(default_factory=dict)  # integer value -> positions
     fractions: list[tuple[int, float]] = field(default_factory=list)  # (position, value) of the others
-    cleaned: str = ""  # clean_text() of the text, for facts without content tokens
+    raw: str = ""  # the text itself, for facts without content tokens (cleaned only then)
 
     @classmethod
     def build(cls, text: str) -> IndexedText:
-        index = cls(tokens=[], cleaned=clean_text(text))
+        index = cls(tokens=[], raw=text)
         _index_tokens(index, tokenize(text, labels=True))
         words: defaultdict[str, list[int]] = defaultdict(list)  # numbers too: no word is spelt as one
         for pos, text_ in enumerate(map(_TEXT, index.tokens)):
@@ -489,7 +489,7 @@ def fact_in_text(fact: str, text: IndexedText, slack: int = 3, rel_tol: float = 
     """
     parsed = parse_fact(fact)
     if not parsed.wanted:  # a fact of only function words: fall back to a substring test
-        return bool(clean_text(fact).strip()) and clean_text(fact).strip() in text.cleaned
+        return bool(clean_text(fact).strip()) and clean_text(fact).strip() in clean_text(text.raw)
     lists = []
     for k in range(len(parsed.wanted)):
         pos = _positions(parsed, k, text, rel_tol, abs_tol)

@@ -153,7 +153,9 @@ def parse_number(text: str) -> float | None:
 
 
 _LABEL_MARK = "zqlabel"  # prefix of a marked label; no English word starts with it
-_LABEL_RE = re.compile(r"(?<![\w'])[A-Z]{1,4}(?![\w'])")
+# Starts with the character class, so the regex engine skips ahead to capitals; what precedes a
+# match is checked in `_label_or_word`.
+_LABEL_RE = re.compile(r"[A-Z]{1,4}(?![\w'])")
 _SENTENCE_START_RE = re.compile(r"(?:^|[.!?:;\n])\s*$")
 NEGATORS = frozenset(
     ["not", "no", "never", "none", "nor", "neither", "without", "cannot", "nothing", "nobody", "nowhere"]
@@ -172,7 +174,10 @@ def canonical_label(label: str) -> str:
 
 
 def _label_or_word(match: re.Match) -> str:
-    word = match.group()
+    word, start = match.group(), match.start()
+    before = match.string[start - 1] if start else " "
+    if before.isalnum() or before in "_'":  # the tail of a longer word ("xAB", "O'Neil")
+        return word
     lower = word.lower()
     if lower in STOPWORDS and len(word) > 1 or lower in COLOURS or lower in _NUMBER_WORD_SET \
             or lower in NEGATORS or lower in _NOT_LABELS or canonical_word(lower) in UNITS and len(word) > 1:
