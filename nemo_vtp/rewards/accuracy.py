@@ -1,10 +1,17 @@
 """R_acc: does the `<answer>` (or the last `\\boxed{}` in it) equal the ground truth?
 
-Order of checks, cheapest first; the first that applies decides:
+Two guards first, against answers that game the checks below; either gives 0:
+- several candidates: the answer lists two or more different candidates ("3 or 4", "A, B, C, D",
+  "x = 3 or x = 4") while the gold answer is one;
+- far too many digits: a number with more than `MAX_EXTRA_DIGITS` digits beyond the gold answer's
+  longest ("3.0000000000000000000001", a 309-digit number that parses to infinity).
+Non-finite numbers never equal anything (normalize.numbers_close). Then, cheapest first, the first
+check that applies decides:
 1. multiple choice (the sample has `choices`): both sides resolve to an option letter (the letter
    itself, "(B)", "B.", "Option B", or the option's text) and the letters are equal;
 2. normalised text: equal canonical token sequences ("Three", "3"; "4:30 PM" vs "4:30 pm");
-3. single numbers: both sides hold exactly one number (units ignored), equal within tolerance;
+3. single numbers: both sides hold exactly one number (units ignored), equal within tolerance; an
+   answer of plain words (no digits, LaTeX or operators) for a numeric gold is wrong;
 4. math-verify `verify(parse(gold), parse(answer))`, only when the gold answer looks mathematical
    (digits, LaTeX, operators): for plain words it would call "ab" and "ba" equal (a*b = b*a).
 """
@@ -23,6 +30,12 @@ _NAMED_LETTER_RE = re.compile(  # "Option B", "the answer is (b)"
     r"(?:the\s+)?(?:answer|option|choice)\s*(?:is)?\s*:?\s*\(?([A-Za-z])\)?[.)]?", re.IGNORECASE)
 _LETTER_TEXT_RE = re.compile(r"\(?([A-Za-z])[.):]\)?\s+(.+)", re.DOTALL)  # "B. 4 cm", "(B) 4 cm"
 _MATHY_RE = re.compile(r"[\d\\^=+*/()\[\]{}]")
+# Separators of alternatives: "or", "and", "either", commas (not thousands separators), semicolons,
+# a slash between letters ("A/B"), LaTeX "\lor"/"\vee".
+_ALTERNATIVES_RE = re.compile(
+    r",(?!\d{3}(?!\d))|;|(?<=[A-Za-z)])\s*/\s*(?=[A-Za-z(])|\b(?:or|and|either)\b|\\lor\b|\\vee\b", re.IGNORECASE)
+_DIGITS_RE = re.compile(r"\d[\d,.]*")
+MAX_EXTRA_DIGITS = 16  # a float prints at most 17 significant digits: more than this beyond the gold is padding
 
 
 def _choice_texts(choices) -> list[str]:
@@ -33,7 +46,7 @@ def _choice_texts(choices) -> list[str]:
 
 
 def _canon(text: str) -> tuple[str, ...]:
-    return tuple(t.text for t in tokenize(text))
+    return tuple(t.text for t in tokenize(text) if t.kind != "sep")
 
 
 def choice_letter(text: str, choices) -> str | None:
@@ -83,6 +96,40 @@ def single_number(text: str) -> float | None:
     return None
 
 
+def candidates(text: str) -> set[tuple[str, ...]]:
+    """The distinct answer-like parts of `text` (parts with a number, or a lone letter), split at
+    the separators of alternatives.
+
+    >>> sorted(candidates("3 or 4")), sorted(candidates("A, B")), candidates("1,000"), candidates("Yes, 4")
+    ([('3',), ('4',)], [('a',), ('b',)], {('1000',)}, {('4',)})
+    """
+    out = set()
+    for part in _ALTERNATIVES_RE.split(text):
+        toks = tuple(t.text for t in tokenize(part) if t.kind != "sep")
+        if any(t.kind in ("num", "time") for t in tokenize(part)) or (len(toks) == 1 and len(toks[0]) == 1):
+            out.add(toks)
+    return out
+
+
+def _longest_number(text: str) -> int:
+    """Digits in the longest number of `text`."""
+    return max((sum(c.isdigit() for c in m) for m in _DIGITS_RE.findall(text)), default=0)
+
+
+def gamed(pred: str, gold: str) -> bool:
+    """The answer lists several different candidates for one gold answer, or pads a number far
+    beyond the gold's digits (see the module docstring).
+
+    >>> gamed("3 or 4", "4"), gamed("A, B, C, D", "B"), gamed("9" * 309, "7"), gamed("(3, 4)", "(3, 4)")
+    (True, True, True, False)
+    >>> gamed("0.3333333333333333", "1/3"), gamed("3.00000000000000000001", "3")
+    (False, True)
+    """
+    if len(candidates(pred)) > 1 and len(candidates(gold)) <= 1:
+        return True
+    return _longest_number(pred) > _longest_number(gold) + MAX_EXTRA_DIGITS
+
+
 def _math_verify(gold: str, pred: str, timeout_s: int) -> bool:
     from math_verify import (  # imported here: sympy costs ~1 s and most answers never need it
         parse,
@@ -108,7 +155,7 @@ def rule_accuracy(answer: str, sample: dict, rel_tol: float = 1e-3, abs_tol: flo
     """Checks 1-3 of the module docstring (fast, bounded time): 0.0 or 1.0 when they decide, None
     when only math-verify can."""
     pred, gold = answer_text(answer), answer_text(str(sample["answer"]))
-    if not pred or not gold:
+    if not pred or not gold or gamed(pred, gold):
         return 0.0
     choices = sample.get("choices")
     if choices:
@@ -121,6 +168,8 @@ def rule_accuracy(answer: str, sample: dict, rel_tol: float = 1e-3, abs_tol: flo
     g_num, p_num = single_number(gold), single_number(pred)
     if g_num is not None and p_num is not None:
         return float(numbers_close(g_num, p_num, rel_tol, abs_tol))
+    if g_num is not None and not _MATHY_RE.search(pred):  # plain words ("nan", "many") for a number
+        return 0.0
     return None if _MATHY_RE.search(gold) else 0.0
 
 

@@ -1,6 +1,6 @@
 """R_cons: are the items the reasoning uses grounded in the description and the question?
 
-Definitions (on the canonical tokens of normalize.py):
+Definitions (on the canonical tokens of normalize.py, upper-case labels kept: "angle A", "AB"):
 - A *noun* is a word token that is not a stopword, colour, unit or linking verb.
 - *Bindings* tie a value to an entity key (colour, noun); colour is "" when none is given:
   count  `NUM [COLOUR] NOUN`                 "3 red circles"      -> (red, circle) = 3
@@ -8,6 +8,8 @@ Definitions (on the canonical tokens of normalize.py):
          (LINK: is/are/was/were/=/equals/equal/to/shows/reads/measures/of; the value must not be
          followed by an operator, so `total = 3 + 4` binds nothing)
   colour `COLOUR NOUN` (one word may sit between) or `NOUN is COLOUR` -> noun has that colour.
+- Bindings never cross a clause boundary (punctuation: "AB = AC = 5, triangle ABC" binds nothing to
+  triangle), and a noun after an operator is a term, not an entity ("AB + BC = 12" binds nothing).
 - A *noun* excludes words about the task (answer, question, result, solution, option, choice, step,
   problem): "the answer is 8" binds nothing.
 - *Results* of the reasoning: numbers and times that follow `=` or `≈` anywhere in think + answer,
@@ -84,6 +86,8 @@ def _count_binding(tokens: list[Token], i: int, items: Items) -> None:
 
 def _value_binding(tokens: list[Token], i: int, items: Items) -> None:
     prev = _at(tokens, i - 1)
+    if prev is not None and prev.text in _OPERATORS:  # "AB + BC = 12": BC is a term, not bound to 12
+        return
     colour = prev.text if prev is not None and prev.text in COLOURS else ""
     j = i + 1
     while j < len(tokens) and j <= i + 3 and tokens[j].text in _LINKS:
@@ -100,6 +104,8 @@ def _value_binding(tokens: list[Token], i: int, items: Items) -> None:
 def _colour_binding(tokens: list[Token], i: int, items: Items) -> None:
     colour = tokens[i].text
     for j in (i + 1, i + 2):
+        if _at(tokens, j) is None or tokens[j].kind == "sep":  # "red, circle": a clause boundary
+            break
         if _is_noun(_at(tokens, j)):
             items.colours.setdefault(tokens[j].text, set()).add(colour)
             items.words.add(("entity", tokens[j].text))
@@ -119,7 +125,7 @@ def extract_items(text: str | tuple[Token, ...], all_nouns: bool = False) -> Ite
     >>> it.numbers, it.values[("red", "circle")], it.values[("blue", "bar")], it.colours["bar"]
     ([3.0, 7.0], [3.0], [7.0], {'blue'})
     """
-    tokens = tokenize(text) if isinstance(text, str) else text
+    tokens = tokenize(text, labels=True) if isinstance(text, str) else text
     items = Items()
     last = len(tokens) - 1
     for i, tok in enumerate(tokens):
@@ -210,10 +216,11 @@ def consistency(think: str, answer: str, description: str, question: str,
     >>> consistency("3 red circles and 1 green triangle", "3", desc, q)  # 3 of 6 items grounded
     0.5
     """
-    answer_tokens = tokenize(answer)
-    f_tokens = (*tokenize(think), _SEPARATOR, *answer_tokens)
+    answer_tokens = tokenize(answer, labels=True)
+    f_tokens = (*tokenize(think, labels=True), _SEPARATOR, *answer_tokens)
     f_items = extract_items(f_tokens)
-    e_items = extract_items((*tokenize(description), _SEPARATOR, *tokenize(question)), all_nouns=True)
+    e_items = extract_items((*tokenize(description, labels=True), _SEPARATOR, *tokenize(question, labels=True)),
+                            all_nouns=True)
     if has_conflict(f_items, e_items, rel_tol, abs_tol):
         return 0.0
     result_numbers, result_times = _results(f_tokens, answer_tokens)

@@ -20,13 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from nemo_vtp.config.rewards import JudgeConfig
 from nemo_vtp.generation.openai_client import ChatEndpoint, ChatEndpointError, with_retries
+from nemo_vtp.rewards.matching import RULES
 
+# The rule matcher's rules, verbatim (matching.RULES): both matchers credit the same statements.
 SYSTEM_PROMPT = (
     "You check whether a text states given facts. For each numbered fact, answer 1 if the text states "
-    "it (same meaning; numbers, colours and units must agree), otherwise 0. Reply only with one tag per "
-    "fact, in order, e.g. <info1>1</info1><info2>0</info2>."
+    "it, otherwise 0. Rules:\n" + "\n".join(f"- {rule}" for rule in RULES) + "\n"
+    "Reply only with one tag per fact, in order, e.g. <info1>1</info1><info2>0</info2>."
 )
-_INFO_RE = re.compile(r"<info(\d+)>\s*([01])\s*</info\1>")
+_ANY_INFO_RE = re.compile(r"<info(\d+)>(.*?)</info\1>", re.DOTALL)
 
 
 class JudgeError(RuntimeError):
@@ -56,15 +58,32 @@ def build_prompt(facts: list[str], text: str) -> str:
 
 
 def parse_verdicts(reply: str, num_facts: int) -> float:
-    """Mean of the per-fact 0/1 verdicts; JudgeError when any fact lacks a verdict.
+    """Mean of the per-fact 0/1 verdicts. JudgeError when any fact lacks a verdict, a tag holds
+    something else than 0 or 1, one fact gets two different verdicts, or a tag names no fact.
 
     >>> parse_verdicts("<info1>1</info1> <info2>0</info2><info3> 1 </info3>", 3)
     0.6666666666666666
+    >>> for bad in ["<info1>yes</info1>", "<info1>1</info1><info1>0</info1>", "<info1>1</info1><info2>1</info2>"]:
+    ...     try:
+    ...         parse_verdicts(bad, 1)
+    ...     except JudgeError as err:
+    ...         print(str(err).split(":")[0])
+    judge reply has a tag that is not 0 or 1
+    judge reply gives fact 1 two verdicts
+    judge reply has verdicts for facts that were not asked [2]
     """
-    verdicts = {int(k): int(v) for k, v in _INFO_RE.findall(reply)}
+    verdicts: dict[int, int] = {}
+    for k, v in _ANY_INFO_RE.findall(reply):
+        if v.strip() not in ("0", "1"):
+            raise JudgeError(f"judge reply has a tag that is not 0 or 1: {reply[:200]!r}")
+        if verdicts.setdefault(int(k), int(v)) != int(v):
+            raise JudgeError(f"judge reply gives fact {k} two verdicts: {reply[:200]!r}")
     missing = [k for k in range(1, num_facts + 1) if k not in verdicts]
     if missing:
         raise JudgeError(f"judge reply has no verdict for facts {missing}: {reply[:200]!r}")
+    extra = sorted(k for k in verdicts if not 1 <= k <= num_facts)
+    if extra:
+        raise JudgeError(f"judge reply has verdicts for facts that were not asked {extra}: {reply[:200]!r}")
     return sum(verdicts[k] for k in range(1, num_facts + 1)) / num_facts
 
 
@@ -88,7 +107,7 @@ class JudgeClient:
             reply = self.endpoint.post(body, deadline=deadline)["choices"][0]["message"]["content"]
         except ChatEndpointError as err:
             raise (JudgeUnreachable if err.kind in ("timeout", "connection") else JudgeError)(str(err)) from err
-        except (KeyError, TypeError) as err:
+        except (KeyError, IndexError, TypeError) as err:
             raise JudgeError(f"reply without choices[0].message.content: {err}") from err
         return parse_verdicts(str(reply), len(facts))
 

@@ -8,6 +8,7 @@ and singularised by simple plural rules, so "Three red circles" and "3 red circl
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from functools import lru_cache
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 
 class Token(NamedTuple):
-    kind: str  # "num" | "time" | "word" | "op"
+    kind: str  # "num" | "time" | "word" | "op" | "sep" (punctuation that ends a clause)
     text: str  # canonical text ("3", "4:30", "circle", "=")
     value: float | None = None  # numeric value for kind "num"
 
@@ -48,7 +49,8 @@ COLOURS = frozenset(
      "magenta", "gold", "silver"]
 )
 UNITS = frozenset(
-    ["cm", "mm", "m", "km", "kg", "g", "inch", "ft", "degree", "percent", "min", "hour", "l", "ml", "usd"]
+    ["cm", "mm", "m", "km", "kg", "g", "inch", "ft", "degree", "radian", "percent", "min", "hour", "l", "ml",
+     "usd", "unit"]
 )
 
 # Function words ignored when matching a fact; patterns in consistency.py still see them.
@@ -56,7 +58,8 @@ STOPWORDS = frozenset(
     ["a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "of", "to", "in", "on", "at", "and",
      "or", "with", "there", "here", "that", "this", "these", "those", "which", "it", "its", "we", "so", "then",
      "by", "for", "as", "has", "have", "had", "shows", "show", "showed", "shown", "reads", "read", "displays",
-     "display", "indicates", "indicate", "equals", "equal", "value", "values"]
+     "display", "indicates", "indicate", "equals", "equal", "value", "values", "measure", "reach", "number",
+     "exactly"]
 )
 
 _NO_SINGULAR = frozenset(
@@ -77,24 +80,30 @@ _LATEX = [
     (re.compile(r"[{}$]|\\[()\[\]]"), " "),
 ]
 _CHAR_MAP = str.maketrans({"−": "-", "–": "-", "—": "-", "×": "*", "÷": "/", "⁄": "/", "·": "*",
-                           "°": " degree ", "%": " percent "})
+                           "°": " degree ", "%": " percent ", "∠": " angle ", "∥": " parallel ",
+                           "⊥": " perpendicular ", "△": " triangle ", "≠": " not equal ", "∦": " not parallel ",
+                           "’": "'"})
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
-# word | time | number (a sign only where it cannot be a minus) | operator. Words come first: they are
-# most tokens, and the alternatives start with disjoint characters, so the order changes no match.
+# word | time | number (a sign only where it cannot be a minus) | operator | clause separator. Words
+# come first: they are most tokens; a number is tried before a separator, so "3.5" and ".5" stay numbers.
 def _token_re(letter: str) -> re.Pattern:
     return re.compile(
         f"{letter}+(?:'{letter}+)?"
         r"|\b\d{1,2}:\d{2}(?::\d{2})?\b"
         rf"|(?:(?<![\w)\].])-)?(?:{_NUM})(?:/(?:{_NUM}))?"
         r"|[=+*/<>≈^-]"
+        r"|[,;.!?:\n]"
     )
 
 
 _TOKEN_RE = _token_re(r"[^\W\d_]")
 _TOKEN_RE_ASCII = _token_re("[a-z]")  # the same tokens on ASCII text, ~25% faster
 _NUMBER_WORD_SET = frozenset([*_NUMBER_WORDS, *_TENS])
+_SCALE_SET = frozenset(_SCALES)
 _OPS = frozenset("=+*/<>≈^-")
+OPERATORS = _OPS
+SEPARATORS = frozenset(",;.!?:\n")  # punctuation kept as "sep" tokens: clause boundaries
 _INVALID = Token("invalid", "")  # cached marker for a raw match that is no token (e.g. "1/0")
 _TOKEN_CACHE: dict[str, Token] = {}  # raw match -> token; a raw string always gives the same token
 _INVALID_RAWS: set[str] = set()  # raw matches that gave _INVALID
@@ -143,6 +152,55 @@ def parse_number(text: str) -> float | None:
         return None
 
 
+_LABEL_MARK = "zqlabel"  # prefix of a marked label; no English word starts with it
+# Starts with the character class, so the regex engine skips ahead to capitals; what precedes a
+# match is checked in `_label_or_word`.
+_LABEL_RE = re.compile(r"[A-Z]{1,4}(?![\w'])")
+_SENTENCE_START_RE = re.compile(r"(?:^|[.!?:;\n])\s*$")
+NEGATORS = frozenset(
+    ["not", "no", "never", "none", "nor", "neither", "without", "cannot", "nothing", "nobody", "nowhere"]
+)
+_NOT_LABELS = frozenset(["ok", "tv", "id", "am", "pm", "vs"])
+
+
+def canonical_label(label: str) -> str:
+    """A point/segment/angle label in one spelling: "BA" -> "AB", "CBA" -> "ABC" (a segment or an
+    angle read the other way round is the same object).
+
+    >>> [canonical_label(x) for x in ["A", "BA", "CBA", "ABC", "DCBA"]]
+    ['A', 'AB', 'ABC', 'ABC', 'DCBA']
+    """
+    return min(label, label[::-1]) if len(label) <= 3 else label
+
+
+def _label_or_word(match: re.Match) -> str:
+    word, start = match.group(), match.start()
+    before = match.string[start - 1] if start else " "
+    if before.isalnum() or before in "_'":  # the tail of a longer word ("xAB", "O'Neil")
+        return word
+    lower = word.lower()
+    if lower in STOPWORDS and len(word) > 1 or lower in COLOURS or lower in _NUMBER_WORD_SET \
+            or lower in NEGATORS or lower in _NOT_LABELS or canonical_word(lower) in UNITS and len(word) > 1:
+        return word
+    after = match.string[match.end():match.end() + 2]
+    if word in ("A", "I") and len(after) == 2 and after[0] == " " and after[1].islower():
+        # "I see", and "A bar chart" at a sentence start: a pronoun and an article, not points
+        if word == "I" or _SENTENCE_START_RE.search(match.string, 0, match.start()):
+            return word
+    return f" {_LABEL_MARK}{lower} "
+
+
+def mark_labels(text: str) -> str:
+    """Mark upper-case point/segment/angle labels ("A", "AB", "ABC") so that tokenisation keeps them
+    apart from words: "angle A" must not become "angle a" with the article dropped.
+
+    >>> mark_labels("A bar chart; angle A is 30, AB = 5, I see RED") == (
+    ...     "A bar chart; angle  zqlabela  is 30,  zqlabelab  = 5, I see RED")
+    True
+    """
+    return _LABEL_RE.sub(_label_or_word, text)
+
+
 def clean_text(text: str) -> str:
     """NFKC, lowercase, light LaTeX and symbol rewriting (before tokenisation)."""
     if not text.isascii():
@@ -159,6 +217,11 @@ def _merge_number_words(tokens: list[Token]) -> list[Token]:
     i = 0
     while i < len(tokens):
         tok = tokens[i]
+        if tok.kind == "num" and i + 1 < len(tokens) and tokens[i + 1].text in _SCALES:  # "3 million"
+            value = tok.value * _SCALES[tokens[i + 1].text]
+            out.append(Token("num", f"{value:g}", value))
+            i += 2
+            continue
         if tok.kind != "word" or (tok.text not in _NUMBER_WORDS and tok.text not in _TENS):
             out.append(tok)
             i += 1
@@ -180,8 +243,12 @@ def _merge_number_words(tokens: list[Token]) -> list[Token]:
 def _make_token(raw: str) -> Token:
     if raw in _OPS:
         return Token("op", raw)
+    if raw in SEPARATORS:
+        return Token("sep", raw)
+    if raw.startswith(_LABEL_MARK):
+        return Token("word", canonical_label(raw[len(_LABEL_MARK):].upper()))
     if raw[0].isalpha():
-        return Token("word", canonical_word(raw))
+        return Token("word", canonical_word(raw[:-2] if raw.endswith("'s") else raw))  # "square's" -> square
     if ":" in raw:
         return Token("time", raw)
     value = parse_number(raw)
@@ -189,14 +256,17 @@ def _make_token(raw: str) -> Token:
 
 
 @lru_cache(maxsize=1024)
-def tokenize(text: str) -> tuple[Token, ...]:
-    """Canonical tokens of `text` (stopwords kept; see `content_tokens`). Cached: a response's
-    sections are tokenized once for all the terms that read them.
+def tokenize(text: str, labels: bool = False) -> tuple[Token, ...]:
+    """Canonical tokens of `text` (stopwords and separators kept; see `content_tokens`). With
+    `labels`, upper-case labels stay upper-case words ("angle ABC", "AB = 5"; see `mark_labels`).
+    Cached: a response's sections are tokenized once for all the terms that read them.
 
     >>> [t.text for t in tokenize("Three RED circles; total = 12cm at 4:30, grey ½")]
-    ['3', 'red', 'circle', 'total', '=', '12', 'cm', 'at', '4:30', 'gray', '1/2']
+    ['3', 'red', 'circle', ';', 'total', '=', '12', 'cm', 'at', '4:30', ',', 'gray', '1/2']
+    >>> [t.text for t in tokenize("∠CBA = 40°, so AB ∥ CD.", labels=True)]
+    ['angle', 'ABC', '=', '40', 'degree', ',', 'so', 'AB', 'parallel', 'CD', '.']
     """
-    cleaned = clean_text(text)
+    cleaned = clean_text(mark_labels(text) if labels else text)
     raws = (_TOKEN_RE_ASCII if cleaned.isascii() else _TOKEN_RE).findall(cleaned)
     cache = _TOKEN_CACHE
     if len(cache) > _TOKEN_CACHE_MAX:
@@ -208,14 +278,14 @@ def tokenize(text: str) -> tuple[Token, ...]:
     tokens = list(map(cache.__getitem__, raws))
     if not _INVALID_RAWS.isdisjoint(raws):
         tokens = [t for t in tokens if t is not _INVALID]
-    if not _NUMBER_WORD_SET.isdisjoint(raws):
+    if not _NUMBER_WORD_SET.isdisjoint(raws) or not _SCALE_SET.isdisjoint(raws):
         tokens = _merge_number_words(tokens)
     return tuple(tokens)
 
 
 def content_tokens(tokens: tuple[Token, ...] | list[Token]) -> list[Token]:
     """Tokens that carry content: numbers, times, and words that are not stopwords."""
-    return [t for t in tokens if t.kind != "op" and t.text not in STOPWORDS]
+    return [t for t in tokens if t.kind != "op" and t.kind != "sep" and t.text not in STOPWORDS]
 
 
 def numbers_close(a: float, b: float, rel_tol: float = 1e-3, abs_tol: float = 1e-6) -> bool:
@@ -223,5 +293,13 @@ def numbers_close(a: float, b: float, rel_tol: float = 1e-3, abs_tol: float = 1e
 
     >>> numbers_close(0.5, 1 / 2), numbers_close(3.1416, 3.14), numbers_close(12, 12.1)
     (True, True, False)
+    >>> numbers_close(float("inf"), 5.0), numbers_close(float("inf"), float("inf"))  # never equal
+    (False, False)
+    >>> numbers_close(2019.0, 2020.0), numbers_close(1000.0, 1000.5)  # integers compare exactly
+    (False, True)
     """
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return False
+    if a != b and float(a).is_integer() and float(b).is_integer():  # 2019 is not 2020, nor 1000 1001
+        return False
     return abs(a - b) <= abs_tol + rel_tol * max(abs(a), abs(b))

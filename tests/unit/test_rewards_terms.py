@@ -192,8 +192,9 @@ CONS_CASES = [
     ("3 circles and 9 dots", "3", "", 0.5),
     # "the answer is 8" binds nothing: F = {2} (8 is a result missing from E) -> 1.0
     ("2 squares, so the answer is 8", "8", "", 1.0),
-    # times: F = {4:30, 30}; 5:00 follows `=` and is missing from E, so it is no item (else 1/3)
-    ("the clock shows 4:30, + 30 min = 5:00", "5:00", "", 0.5),
+    # times: F = {4:30, 30, clock (bound to 4:30 in its clause)}; 5:00 follows `=` and is missing
+    # from E, so it is no item (else 2/4)
+    ("the clock shows 4:30, + 30 min = 5:00", "5:00", "", 2 / 3),
     # "= 5 shapes" binds a computed value: shape is no item; F = {red, circle, blue, square, 3, 2}
     ("3 red circles and 2 blue squares: 3 + 2 = 5 shapes", "5", "", 1.0),
     # F = {shape} (5 is the answer: a result missing from E); the question mentions shapes
