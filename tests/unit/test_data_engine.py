@@ -256,6 +256,7 @@ def test_annotate_recovers_the_exact_facts_from_a_noiseless_teacher(world):
     # (the time is read from hand positions the description states, not from a number it states).
     cfg = DataEngineConfig(annotate={"num_chains": 2, "budget": 1, "min_coherence": 0.0})
     annotate = Annotator(cfg, [teacher], teacher, base)
+    kept_z = 0
     for sample in samples:
         out = annotate(sample)
         if out.status != "kept":  # a question whose words the think never repeats gives no Z, V still counts
@@ -264,8 +265,17 @@ def test_annotate_recovers_the_exact_facts_from_a_noiseless_teacher(world):
         got = out.sample
         assert got.key_info.visual == sample.key_info.visual and got.response == sample.response
         pairs = question_facts(sample.question, sample.response.think)
-        assert got.key_info.textual == [fact for fact, _ in pairs]
-        assert json.loads(got.meta["annotation"])["textual_steps"] == [step for _, step in pairs]
+        # the teacher's Z is every given phrase; grounding keeps those the rule matcher finds stated in the
+        # question + description and in the reasoning (a hedged fragment like "more yellow" of "more yellow
+        # or orange shapes?" is not a statement, so it goes)
+        sections = Sections(sample.response.description, sample.response.think, sample.response.answer)
+        given = Facts(sample.key_info.visual, [f for f, _ in pairs], [s for _, s in pairs])
+        kept, _, removed = ground(given, sections, sample.question)
+        assert got.key_info.textual == kept.textual and len(kept.textual) + len(removed) == len(pairs)
+        steps = dict(pairs)
+        assert json.loads(got.meta["annotation"])["textual_steps"] == [steps[f] for f in kept.textual]
+        kept_z += len(kept.textual)
+    assert kept_z > 0
 
 
 def test_annotated_z_holds_given_facts_not_computations(world):

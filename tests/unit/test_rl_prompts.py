@@ -13,7 +13,8 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes/tiny/rl.yaml"
 
 @pytest.mark.parametrize("overrides,want", [
     (["generation.sampling.max_new_tokens=100"], 4096 - 100),  # torch engine: the model's context
-    (["generation.engine=vllm", "generation.vllm.max_model_len=1024", "generation.sampling.max_new_tokens=24"], 1000),
+    (["generation.engine=vllm", "generation.vllm.max_model_len=1024", "generation.sampling.max_new_tokens=24",
+      "rewards.overlong_cache_tokens=6"], 1000),
     (["rl.max_prompt_tokens=77"], 77),
 ])
 def test_max_prompt_tokens(overrides, want):

@@ -72,7 +72,7 @@ class ScriptedEndpoint:
     def __init__(self, reply):
         self.reply, self.calls = reply, 0
 
-    def post(self, body):
+    def post(self, body, deadline=None):
         self.calls += 1
         system, user = body["messages"][0]["content"], body["messages"][1]["content"]
         assert system == SYSTEM_PROMPT
