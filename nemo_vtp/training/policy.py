@@ -125,3 +125,19 @@ def zero_grads(policy: Policy) -> None:
 
 def current_lr(policy: Policy) -> float:
     return policy.optimizer.param_groups[0]["lr"]
+
+
+def packed_attention_inputs(cu_seqlens: torch.Tensor, transformer_impl: str, device: torch.device) -> dict:
+    """Model inputs that keep the segments of a packed row apart: TE attention takes THD
+    `packed_seq_params` (cu_seqlens); the local spec takes a block-diagonal causal `attention_mask`."""
+    from nemo_vtp.data.packing import block_causal_mask
+
+    if transformer_impl == "transformer_engine":
+        from megatron.core.packed_seq_params import PackedSeqParams
+
+        cu = cu_seqlens.to(device)
+        longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        return {"attention_mask": None,
+                "packed_seq_params": PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                                                     max_seqlen_q=longest, max_seqlen_kv=longest)}
+    return {"attention_mask": block_causal_mask(cu_seqlens).to(device), "packed_seq_params": None}
