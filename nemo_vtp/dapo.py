@@ -415,6 +415,7 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
     n = max(float(global_tokens), 1.0)
     out = {k: (v if k in MAX_METRICS or k == "grad_norm" else v / n) for k, v in totals.items()}
     out["old_logprob_s"], out["update_s"] = old_logprob_seconds, time.perf_counter() - t_start - old_logprob_seconds
+    out["train_tokens"] = float(sum(len(s.prompt_ids) + len(s.response_ids) for s in seqs))  # one pass, this rank
     return out
 
 
@@ -458,6 +459,7 @@ def train(cfg: RecipeConfig, state: RLState) -> dict:
         seqs = build_sequences(cfg, batch)
         losses = update_policy(cfg, state, seqs) if seqs else {}
         train_phases = {f"time/{k}": losses.pop(k) for k in ("old_logprob_s", "update_s") if k in losses}
+        train_phases["train_tokens"] = losses.pop("train_tokens", 0.0)
         t2 = time.perf_counter()
         refit_stats = refit_engine(cfg, state)
         t3 = time.perf_counter()

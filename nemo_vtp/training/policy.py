@@ -77,7 +77,7 @@ def build_policy(cfg: RecipeConfig, device: torch.device, total_steps: int, trai
         sequence_parallel=par.sequence_parallel, context_parallel_size=par.context_parallel_size,
         params_dtype=dtype, transformer_impl=impl, fp8=cfg.model.fp8,
         fp8_recipe=cfg.model.fp8_recipe, recompute=cfg.model.recompute, kernel_fusions=cfg.model.kernel_fusions,
-        packed_sequences=cfg.data.pack_sequences)
+        packed_sequences=cfg.data.pack_sequences or cfg.rl.micro_batch_tokens is not None)  # THD rows: rope unfused
     config.calculate_per_token_loss = True  # loss = sum over response tokens / tokens in the global batch
     chunks = build_model_chunks(arch, config, impl, cfg.model.fp8, device=device)
     policy = Policy(arch, config, chunks, None, None, tokenizer, processor_from_config(cfg.data, tokenizer))
