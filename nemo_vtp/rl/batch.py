@@ -69,7 +69,8 @@ def sequence_row(seq: TrainSequence, pad_token_id: int, placeholders: torch.Tens
 def shared_images(seqs: Sequence[TrainSequence], share: bool = True) -> dict[str, torch.Tensor | None]:
     """Each distinct prompt image set once: pixel_values (N, 1176), image_grid_thw (I, 3) and
     image_index (I_seq,) int64, the distinct image behind each image of `seqs` in order. A set is
-    distinct by identity (a group's responses hold the same tensor). `share=False`: one copy per sequence."""
+    distinct by identity (a group's responses hold the same tensor). `share=False`: one copy per
+    sequence and image_index None (the model's plain path)."""
     first: dict[int, int] = {}  # id(pixel_values) -> index of its first image among the distinct ones
     pixels, grids, index = [], [], []
     for seq in seqs:
@@ -85,7 +86,7 @@ def shared_images(seqs: Sequence[TrainSequence], share: bool = True) -> dict[str
     if not pixels:
         return {"pixel_values": None, "image_grid_thw": None, "image_index": None}
     return {"pixel_values": torch.cat(pixels), "image_grid_thw": torch.cat(grids),
-            "image_index": torch.tensor(index, dtype=torch.long)}
+            "image_index": torch.tensor(index, dtype=torch.long) if share else None}
 
 
 def micro_batch_inputs(seqs: Sequence[TrainSequence], pad_token_id: int, image_token_id: int,

@@ -54,10 +54,10 @@ def sequences(arch, hf):
         advantages = torch.randn(GROUP, generator=gen)
         for i in range(GROUP):
             response = allowed[torch.randint(len(allowed), (4 + 3 * i + k,), generator=gen)]
-            if k == 1 and i == 0:
+            if k == 1 and i == 2:
                 response[2] = arch.image_token_id  # an emitted placeholder: out of the loss
             seqs.append(TrainSequence(ids, positions, response, -torch.rand(len(response), generator=gen), pixels,
-                                      grid_thw, float(advantages[i]), keep=not (k == 0 and i == 2)))
+                                      grid_thw, float(advantages[i]), keep=not (k == 0 and i == 0)))
     return seqs
 
 
