@@ -396,6 +396,8 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
     t_start = time.perf_counter()
     minis = make_mini_batches(cfg, state, seqs)
     compute_old_logprobs(cfg, state, [b for mini in minis for b in mini])
+    if state.device.type == "cuda":  # the phase ends when its kernels do, not when they are queued
+        torch.cuda.synchronize()
     old_logprob_seconds = time.perf_counter() - t_start
     totals: dict[str, float] = {}
     tokens = 0.0
