@@ -16,7 +16,11 @@ does the same arithmetic as with real ones). `checkpoint.save_at_end=false`: not
 Steps: (1) a child process writes the random model as a weights-only checkpoint (what `checkpoint.load`
 starts from, like `convert hf-to-megatron` output); (2) `torchrun -m nemo_vtp.cli rl` runs `--steps`
 rollout steps; (3) the per-phase seconds of the steps after the first (warm-up) are printed as
-`RESULT {json}` lines: generate, score, sleep, old log-probs, update, refit (wake + load), whole step.
+`RESULT {json}` lines: generate, score, sleep, old log-probs, update, refit (wake + load), whole step,
+the tokens (prompt + response, padding not counted) per second of the old-log-prob and update passes,
+and the rollout/trainer log-prob gap (a wrong micro-batch layout shows there as a jump from ~1e-3 nat).
+Trailing k=v arguments are recipe overrides, e.g. `rl.micro_batch_tokens=8192` (packed micro-batches)
+or `rl.share_prompt_vision=false` (the vision tower once per response, the former path).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ RECIPE = ROOT / "recipes" / "rl" / "rl-qwen25vl-7b-vtp22k-1n8g-tp4.yaml"
 PHASES = {"generate_s": "rl/time/generate_s", "score_s": "rl/time/score_s", "sleep_s": "rl/time/sleep_s",
           "old_logprob_s": "rl/time/old_logprob_s", "update_s": "rl/time/update_s",
           "refit_s": "rl/time/refit_s", "refit_load_s": "rl/refit/seconds", "refit_wake_s": "rl/refit/wake_s",
-          "step_s": "rl/time/step_s"}
+          "step_s": "rl/time/step_s", "train_tokens": "rl/train_tokens",
+          "rollout_logprob_abs_diff": "rl/loss/rollout_logprob_abs_diff"}
 
 
 def write_arch(folder: Path, layers: int) -> Path:
@@ -146,10 +151,14 @@ def run(args, work: Path, common: list[str]) -> int:
     median = {k: round(statistics.median(r[v] for r in timed if v in r), 4) for k, v in PHASES.items()
               if any(v in r for r in timed)}
     tokens = responses * statistics.median(r["rl/response_length_mean"] for r in timed)
+    rates = {}
+    if "train_tokens" in median:  # prompt + response tokens through each pass (no padding counted)
+        rates = {"old_logprob_tokens_per_s": round(median["train_tokens"] / median["old_logprob_s"]),
+                 "update_tokens_per_s": round(median["train_tokens"] / median["update_s"])}  # ppo_epochs 1
     lines.append(report("rl_step", device=torch.cuda.get_device_name(), layers=args.layers, prompts=args.prompts,
                         group=args.group, max_tokens=args.max_tokens, image_side=args.image_side,
                         cuda_graphs=args.cuda_graphs, timed_steps=len(timed), **median,
-                        response_tokens_per_step=round(tokens),
+                        response_tokens_per_step=round(tokens), **rates,
                         gen_tokens_per_s=round(statistics.median(r["rl/gen_tokens_per_s"] for r in timed))))
     if args.json:
         with open(args.json, "a") as f:

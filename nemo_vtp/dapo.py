@@ -29,7 +29,7 @@ from nemo_vtp.config import ConfigError, RecipeConfig, write_resolved
 from nemo_vtp.data.loader import BatchSampler
 from nemo_vtp.parallel import initialize
 from nemo_vtp.rl.advantages import group_advantages
-from nemo_vtp.rl.batch import TrainSequence, micro_batch_inputs
+from nemo_vtp.rl.batch import TrainSequence, micro_batch_inputs, pack_micro_batch, plan_token_micro_batches
 from nemo_vtp.rl.dynamic_sampling import DynamicSampler, ScoredGroup
 from nemo_vtp.rl.loss import MAX_METRICS, SUM_METRICS, dapo_loss
 from nemo_vtp.rl.rollout_log import group_records, hacking_signals, write_rollouts
@@ -37,7 +37,7 @@ from nemo_vtp.training.checkpoint import Checkpointer
 from nemo_vtp.training.data import SampleSet, data_paths, load_rl_prompts
 from nemo_vtp.training.entry import stage_main
 from nemo_vtp.training.logging import MetricsLogger, is_rank_zero
-from nemo_vtp.training.policy import Policy, build_policy, current_lr, train_step_end, zero_grads
+from nemo_vtp.training.policy import Policy, build_policy, current_lr, packed_attention_inputs, train_step_end, zero_grads
 from nemo_vtp.training.signals import PreemptionFlag
 
 logger = logging.getLogger("nemo_vtp.rl")
@@ -98,7 +98,8 @@ def _check_recipe(cfg: RecipeConfig, dp_size: int) -> None:
         raise ConfigError(f"generation.sampling: the group size n ({sampling.n}) must be >= 2 and the temperature "
                           f"({sampling.temperature}) > 0 (it also scales the trainer's log-probs)")
     responses = rl.num_prompts * sampling.n
-    if responses % rl.mini_batch_size or (rl.mini_batch_size // dp_size) % rl.micro_batch_size \
+    by_count = rl.micro_batch_tokens is None  # packed micro-batches are formed by tokens instead
+    if responses % rl.mini_batch_size or by_count and (rl.mini_batch_size // dp_size) % rl.micro_batch_size \
             or rl.mini_batch_size % dp_size:
         raise ConfigError(f"rl: num_prompts x generation.sampling.n ({responses}) must be a multiple of mini_batch_size "
                           f"({rl.mini_batch_size}), itself a multiple of data-parallel size ({dp_size}) x "
@@ -301,21 +302,52 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _logprobs_of(cfg: RecipeConfig, state: RLState, logits: torch.Tensor, targets: torch.Tensor):
+def _micro_batches(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) -> list[dict]:
+    """One mini-batch's micro-batches as model inputs: padded by `rl.micro_batch_size` responses, or
+    packed rows of at most `rl.micro_batch_tokens` tokens (attention kept inside each sequence)."""
+    from nemo_vtp.models.qwen25_vl.layer_spec import resolve_transformer_impl
+
+    rl, ids = cfg.rl, state.policy.processor.ids
+    tokens = (ids["pad_token_id"], ids["image_token_id"], ids["video_token_id"])
+    if rl.micro_batch_tokens is None:
+        return [{**micro_batch_inputs(seqs[i:i + rl.micro_batch_size], *tokens, share_images=rl.share_prompt_vision),
+                 "attention_mask": None, "packed_seq_params": None}
+                for i in range(0, len(seqs), rl.micro_batch_size)]
+    impl = resolve_transformer_impl(cfg.model.transformer_impl, cfg.model.fp8)
+    plan = plan_token_micro_batches([len(s.prompt_ids) + len(s.response_ids) for s in seqs], cfg.generation.sampling.n,
+                                    rl.micro_batch_tokens)
+    out = []
+    for indices in plan:
+        packed = pack_micro_batch([seqs[i] for i in indices], *tokens, cfg.data.pad_to_multiple_of,
+                                  share_images=rl.share_prompt_vision)
+        attention = packed_attention_inputs(packed.pop("cu_seqlens"), impl, state.device)
+        out.append({**packed, **attention})
+    return out
+
+
+def make_mini_batches(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) -> list[list[dict]]:
+    """This rank's responses -> one list of device micro-batches per optimizer update."""
+    per_update = cfg.rl.mini_batch_size // state.dp_size
+    return [[_to_device(b, state.device) for b in _micro_batches(cfg, state, seqs[i:i + per_update])]
+            for i in range(0, len(seqs), per_update)]
+
+
+def _logprobs_of(cfg: RecipeConfig, state: RLState, logits: torch.Tensor, targets: torch.Tensor,
+                 compute_entropy: bool = True):
     from megatron.core import parallel_state
 
     from nemo_vtp.parallel.logprobs import vocab_parallel_logprobs
 
     tp = parallel_state.get_tensor_model_parallel_world_size()
-    return vocab_parallel_logprobs(logits[:, :-1], targets, group=parallel_state.get_tensor_model_parallel_group()
+    return vocab_parallel_logprobs(logits, targets, group=parallel_state.get_tensor_model_parallel_group()
                                    if tp > 1 else None, temperature=cfg.generation.sampling.temperature,
                                    vocab_size=state.policy.arch.vocab_size, chunk_size=cfg.rl.logprob_chunk_size,
-                                   compute_entropy=True)
+                                   compute_entropy=compute_entropy)
 
 
 def _old_logprob_loss(cfg, state, batch, logits):
-    logprobs, _ = _logprobs_of(cfg, state, logits, batch["targets"])
-    return logits.sum() * 0, torch.tensor(1, dtype=torch.int), {"logprobs": logprobs.detach()}
+    logprobs, _ = _logprobs_of(cfg, state, logits, batch["targets"], compute_entropy=False)
+    return logprobs.sum() * 0, torch.tensor(1, dtype=torch.int), {"logprobs": logprobs.detach()}
 
 
 def _dapo_loss(cfg, state, batch, logits):
@@ -334,8 +366,9 @@ def _dapo_loss(cfg, state, batch, logits):
 
 def _forward_step(loss_fn, data_iterator, model):
     batch = next(data_iterator)
-    logits = model(batch["input_ids"], batch["position_ids"], pixel_values=batch["pixel_values"],
-                   image_grid_thw=batch["image_grid_thw"])
+    logits = model(batch["input_ids"], batch["position_ids"], attention_mask=batch["attention_mask"],
+                   pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"],
+                   image_index=batch["image_index"], packed_seq_params=batch["packed_seq_params"])
     return logits, partial(loss_fn, batch)
 
 
@@ -347,6 +380,23 @@ def _run(cfg, state: RLState, batches: list[dict], loss_fn, forward_only: bool) 
         model=state.policy.chunks, num_microbatches=len(batches), seq_length=max(b["input_ids"].shape[1]
                                                                                  for b in batches),
         micro_batch_size=batches[0]["input_ids"].shape[0], forward_only=forward_only)
+
+
+def loss_forward_backward(cfg: RecipeConfig, state: RLState, mini: list[dict]) -> list[dict]:
+    """Forward and backward of the DAPO loss over one mini-batch's micro-batches (gradients normalised by
+    its global response-token count). Returns the per-micro-batch metrics (last pipeline stage)."""
+    return _run(cfg, state, mini, _dapo_loss, forward_only=False)
+
+
+def compute_old_logprobs(cfg: RecipeConfig, state: RLState, micro: list[dict]) -> None:
+    """Forward-only pass: sets each micro-batch's "old_logprobs" (None off the last pipeline stage)."""
+    from megatron.core import parallel_state
+
+    with torch.no_grad():
+        outputs = _run(cfg, state, micro, _old_logprob_loss, forward_only=True)
+    last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
+    for batch, out in zip(micro, outputs if last_stage else [{}] * len(micro)):
+        batch["old_logprobs"] = out.get("logprobs")
 
 
 _TOKEN_SUMS = ("entropy", "pg_loss")  # our per-token sums beside dapo_loss's own SUM_METRICS
@@ -392,35 +442,23 @@ def _dp_sum(value: float, device: torch.device) -> float:
 
 def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) -> dict[str, float]:
     """Old log-probs, then the mini-batch updates of one rollout step. Returns loss metrics."""
-    from megatron.core import parallel_state
-
-    rl, proc = cfg.rl, state.policy.processor
-    ids = proc.ids
-
-    def make(chunk):
-        return _to_device(micro_batch_inputs(chunk, ids["pad_token_id"], ids["image_token_id"], ids["video_token_id"]),
-                          state.device)
 
     t_start = time.perf_counter()
-    micro = [make(seqs[i:i + rl.micro_batch_size]) for i in range(0, len(seqs), rl.micro_batch_size)]
-    with torch.no_grad():
-        outputs = _run(cfg, state, micro, _old_logprob_loss, forward_only=True)
-    last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
-    for batch, out in zip(micro, outputs if last_stage else [{}] * len(micro)):
-        batch["old_logprobs"] = out.get("logprobs")
-    per_update = rl.mini_batch_size // state.dp_size // rl.micro_batch_size
+    minis = make_mini_batches(cfg, state, seqs)
+    compute_old_logprobs(cfg, state, [b for mini in minis for b in mini])
+    if state.device.type == "cuda":  # the phase ends when its kernels do, not when they are queued
+        torch.cuda.synchronize()
     old_logprob_seconds = time.perf_counter() - t_start
     totals: dict[str, float] = {"mini_batches_skipped": 0.0}
     tokens = 0.0
-    for _ in range(rl.ppo_epochs):
-        for start in range(0, len(micro), per_update):
-            mini_tokens = _dp_sum(sum(float(b["loss_mask"].sum()) for b in micro[start:start + per_update]),
-                                  state.device)
+    for _ in range(cfg.rl.ppo_epochs):
+        for mini in minis:
+            mini_tokens = _dp_sum(sum(float(b["loss_mask"].sum()) for b in mini), state.device)
             if not takes_step(mini_tokens):
                 totals["mini_batches_skipped"] += 1
                 continue
             zero_grads(state.policy)
-            outputs = _run(cfg, state, micro[start:start + per_update], _dapo_loss, forward_only=False)
+            outputs = loss_forward_backward(cfg, state, mini)
             _, grad_norm = train_step_end(state.policy)
             reduced = _reduce_update_metrics(outputs, state.device)
             tokens += mini_tokens
@@ -431,6 +469,7 @@ def update_policy(cfg: RecipeConfig, state: RLState, seqs: list[TrainSequence]) 
     out = {k: (v if k in MAX_METRICS or k in ("grad_norm", "mini_batches_skipped") else v / n)
            for k, v in totals.items()}
     out["old_logprob_s"], out["update_s"] = old_logprob_seconds, time.perf_counter() - t_start - old_logprob_seconds
+    out["train_tokens"] = float(sum(len(s.prompt_ids) + len(s.response_ids) for s in seqs))  # one pass, this rank
     return out
 
 
@@ -489,6 +528,7 @@ def train(cfg: RecipeConfig, state: RLState) -> dict:
         seqs = build_sequences(cfg, batch)
         losses = update_policy(cfg, state, seqs) if seqs else {}
         train_phases = {f"time/{k}": losses.pop(k) for k in ("old_logprob_s", "update_s") if k in losses}
+        train_phases["train_tokens"] = losses.pop("train_tokens", 0.0)
         t2 = time.perf_counter()
         refit_stats = refit_engine(cfg, state)
         t3 = time.perf_counter()

@@ -27,7 +27,7 @@ from nemo_vtp.training.data import SampleSet, data_paths, filter_for_sft, load_s
 from nemo_vtp.training.entry import stage_main
 from nemo_vtp.training.flops import decoder_flops_per_token, device_peak_flops, mfu
 from nemo_vtp.training.logging import MetricsLogger, is_rank_zero
-from nemo_vtp.training.policy import Policy, build_policy, current_lr, train_step_end, zero_grads
+from nemo_vtp.training.policy import Policy, build_policy, current_lr, packed_attention_inputs, train_step_end, zero_grads
 from nemo_vtp.training.signals import PreemptionFlag
 
 logger = logging.getLogger("nemo_vtp.sft")
@@ -135,22 +135,8 @@ def _device_batch(state: SFTState, batch, cu_seqlens: torch.Tensor | None) -> di
            "image_grid_thw": batch.image_grid_thw.to(dev) if batch.image_grid_thw.numel() else None,
            "attention_mask": None, "packed_seq_params": None}
     if cu_seqlens is not None:
-        out.update(_packing_inputs(state, cu_seqlens, batch.input_ids.shape[1]))
+        out.update(packed_attention_inputs(cu_seqlens, state.transformer_impl, state.device))
     return out
-
-
-def _packing_inputs(state: SFTState, cu_seqlens: torch.Tensor, length: int) -> dict:
-    if state.transformer_impl == "transformer_engine":
-        from megatron.core.packed_seq_params import PackedSeqParams
-
-        cu = cu_seqlens.to(state.device)
-        longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-        return {"packed_seq_params": PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
-                                                     max_seqlen_q=longest, max_seqlen_kv=longest)}
-    segment = torch.repeat_interleave(torch.arange(len(cu_seqlens) - 1), (cu_seqlens[1:] - cu_seqlens[:-1]).long())
-    position = torch.arange(length)
-    allowed = (segment[:, None] == segment[None, :]) & (position[None, :] <= position[:, None])
-    return {"attention_mask": (~allowed)[None, None].to(state.device)}  # (1, 1, T, T), True = masked
 
 
 def _loss_func(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):

@@ -25,6 +25,10 @@ class RLConfig(Section):
     num_prompts: int = Field(512, ge=1)  # prompt groups per rollout step, after dynamic sampling
     mini_batch_size: int = Field(512, ge=1)  # responses per optimizer update (DAPO: 512 -> 16 updates per step)
     micro_batch_size: int = Field(4, ge=1)  # responses per forward/backward pass on one DP rank (memory only)
+    # tokens per packed micro-batch (one row, sequences kept apart by cu_seqlens / a block mask; whole
+    # groups together when they fit); None: padded micro-batches of micro_batch_size responses
+    micro_batch_tokens: int | None = Field(None, ge=16)
+    share_prompt_vision: bool = True  # encode a prompt's images once per micro-batch for all its responses
     ppo_epochs: int = Field(1, ge=1)  # passes over each rollout batch
     num_epochs: int = Field(2, ge=1)  # passes over the RL prompt set (VTPerception-R1: 2)
     rollout_steps: int | None = Field(None, ge=1)  # rollout steps to run; None: num_epochs over the prompt set

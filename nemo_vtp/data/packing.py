@@ -98,18 +98,35 @@ def plan_packs(lengths: Sequence[int], max_seq_length: int) -> tuple[list[list[i
 def pack_sft(examples: Sequence[SFTExample], pad_token_id: int, pad_to_multiple_of: int = 1) -> PackedSFTBatch:
     """Concatenate examples into one (1, T) row with per-conversation positions and `cu_seqlens`."""
     lengths = [len(e.input_ids) for e in examples]
-    total = sum(lengths)
-    length = _round_up(total, pad_to_multiple_of)
-    pad = length - total
+    cu_seqlens = packed_cu_seqlens(lengths, pad_to_multiple_of)
+    pad = int(cu_seqlens[-1]) - sum(lengths)
     input_ids = torch.cat([e.input_ids for e in examples] + [torch.full((pad,), pad_token_id, dtype=torch.long)])
     labels = torch.cat([e.labels for e in examples] + [torch.full((pad,), IGNORE_INDEX, dtype=torch.long)])
     loss_mask = torch.cat([e.loss_mask for e in examples] + [torch.zeros(pad)])
     position_ids = torch.cat([e.position_ids for e in examples] + [torch.zeros(3, pad, dtype=torch.long)], dim=1)
-    segments = lengths + ([pad] if pad else [])
-    cu_seqlens = torch.tensor([0, *torch.tensor(segments).cumsum(0).tolist()], dtype=torch.int32)
     pixel_values, grid = _vision(examples)
     return PackedSFTBatch(input_ids[None], labels[None], loss_mask[None], position_ids[:, None], cu_seqlens,
-                          max(segments), len(examples), pixel_values, grid, [e.sample_id for e in examples])
+                          int((cu_seqlens[1:] - cu_seqlens[:-1]).max()), len(examples), pixel_values, grid,
+                          [e.sample_id for e in examples])
+
+
+def packed_cu_seqlens(lengths: Sequence[int], pad_to_multiple_of: int = 1) -> torch.Tensor:
+    """Segment boundaries of sequences of `lengths` packed into one row rounded up to a multiple of
+    `pad_to_multiple_of`: (S + 1,) int32 from 0 to the row length; a padding tail is one more segment."""
+    total = sum(lengths)
+    pad = _round_up(total, pad_to_multiple_of) - total
+    segments = [*lengths, *([pad] if pad else [])]
+    return torch.tensor([0, *torch.tensor(segments).cumsum(0).tolist()], dtype=torch.int32)
+
+
+def block_causal_mask(cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """(1, 1, T, T) bool attention mask of a packed row, True = masked: causal inside each segment,
+    nothing across segments (for attention without THD support, e.g. Megatron's local spec)."""
+    sizes = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    segment = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+    position = torch.arange(int(cu_seqlens[-1]))
+    allowed = (segment[:, None] == segment[None, :]) & (position[None, :] <= position[:, None])
+    return (~allowed)[None, None]
 
 
 def shift_labels(labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -77,7 +77,7 @@ def build_policy(cfg: RecipeConfig, device: torch.device, total_steps: int, trai
         sequence_parallel=par.sequence_parallel, context_parallel_size=par.context_parallel_size,
         params_dtype=dtype, transformer_impl=impl, fp8=cfg.model.fp8,
         fp8_recipe=cfg.model.fp8_recipe, recompute=cfg.model.recompute, kernel_fusions=cfg.model.kernel_fusions,
-        packed_sequences=cfg.data.pack_sequences)
+        packed_sequences=cfg.data.pack_sequences or cfg.rl.micro_batch_tokens is not None)  # THD rows: rope unfused
     config.calculate_per_token_loss = True  # loss = sum over response tokens / tokens in the global batch
     chunks = build_model_chunks(arch, config, impl, cfg.model.fp8, device=device)
     policy = Policy(arch, config, chunks, None, None, tokenizer, processor_from_config(cfg.data, tokenizer))
@@ -125,3 +125,19 @@ def zero_grads(policy: Policy) -> None:
 
 def current_lr(policy: Policy) -> float:
     return policy.optimizer.param_groups[0]["lr"]
+
+
+def packed_attention_inputs(cu_seqlens: torch.Tensor, transformer_impl: str, device: torch.device) -> dict:
+    """Model inputs that keep the segments of a packed row apart: TE attention takes THD
+    `packed_seq_params` (cu_seqlens); the local spec takes a block-diagonal causal `attention_mask`."""
+    from nemo_vtp.data.packing import block_causal_mask
+
+    if transformer_impl == "transformer_engine":
+        from megatron.core.packed_seq_params import PackedSeqParams
+
+        cu = cu_seqlens.to(device)
+        longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        return {"attention_mask": None,
+                "packed_seq_params": PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                                                     max_seqlen_q=longest, max_seqlen_kv=longest)}
+    return {"attention_mask": block_causal_mask(cu_seqlens).to(device), "packed_seq_params": None}

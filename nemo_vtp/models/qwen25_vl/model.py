@@ -3,7 +3,9 @@
 `Qwen25VLModel.forward(input_ids, position_ids, ...)`:
   input_ids (B, T) int64; position_ids (3, B, T) int64, HF `get_rope_index` rule (temporal, height,
   width), needed on EVERY pipeline stage; pixel_values (N_patches, C*T_p*P*P) and image_grid_thw
-  (N_images, 3) on the first stage; labels (B, T) optional.
+  (N_images, 3) on the first stage; image_index (N_used,) optional: images used several times (the
+  responses of one prompt) are encoded once, and image_index names the image behind each run of
+  `<|image_pad|>` tokens in order; labels (B, T) optional.
   Returns logits (B, T, V / TP) (vocab-parallel unless `parallel_output=False`), or, with labels,
   the per-token loss (B, T) as `GPTModel` does; on a non-last pipeline stage, hidden states (T, B, H).
 
@@ -114,8 +116,9 @@ class Qwen25VLModel(MegatronModule):
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None,
                 pixel_values: torch.Tensor | None = None, image_grid_thw: torch.Tensor | None = None,
-                packed_seq_params=None, runtime_gather_output: bool | None = None) -> torch.Tensor:
-        decoder_input = self.embed(input_ids, pixel_values, image_grid_thw) if self.pre_process else None
+                packed_seq_params=None, runtime_gather_output: bool | None = None,
+                image_index: torch.Tensor | None = None) -> torch.Tensor:
+        decoder_input = self.embed(input_ids, pixel_values, image_grid_thw, image_index) if self.pre_process else None
         return self.language_model(
             input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
             decoder_input=decoder_input, labels=labels, loss_mask=loss_mask,
@@ -123,11 +126,15 @@ class Qwen25VLModel(MegatronModule):
         )
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None,
-              image_grid_thw: torch.Tensor | None) -> torch.Tensor:
+              image_grid_thw: torch.Tensor | None, image_index: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with image features at the `<|image_pad|>` positions: (T, B, H), SP-scattered."""
         embeds = self.language_model.embedding(input_ids=input_ids, position_ids=None)  # (T, B, H), full T
         if pixel_values is not None:
             features = self.image_features(pixel_values, image_grid_thw)  # (N_image_tokens, H)
+            if image_index is not None:  # repeat shared images: autograd sums their gradients
+                sizes = (image_grid_thw.prod(-1) // self.arch.vision.spatial_merge_size**2).tolist()
+                blocks = features.split(sizes)
+                features = torch.cat([blocks[i] for i in image_index.tolist()])
             mask = (input_ids == self.arch.image_token_id).transpose(0, 1).unsqueeze(-1)  # (T, B, 1)
             if int(mask.sum()) != features.shape[0]:
                 raise ValueError(f"{int(mask.sum())} <|image_pad|> tokens (id {self.arch.image_token_id}) in "
