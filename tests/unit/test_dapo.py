@@ -152,7 +152,7 @@ def test_micro_batches_with_global_counts_sum_to_full_batch(agg):
 
 def test_tis_weights_and_mismatch_metrics():
     lp, old, adv, mask = make_batch(seed=3)
-    rollout = old + 0.3 * torch.randn_like(old)
+    rollout = old + 0.3 * torch.randn(old.shape, dtype=old.dtype, generator=torch.Generator().manual_seed(3))
     loss, metrics = dapo_loss(lp, old, adv, mask, rollout_logprobs=rollout, tis_cap=1.5)
     ref, _ = reference(lp, old, adv, mask, rollout=rollout, cap=1.5)
     torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
