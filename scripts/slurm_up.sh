@@ -13,6 +13,7 @@
 #   NEMO_VTP_SLURM_DIR   state, spool, pid and log files   (default /var/lib/nemo-vtp-slurm)
 #   NEMO_VTP_SLURM_CPUS  CPUs each node advertises        (default: this machine's, at least 2)
 #   NEMO_VTP_SLURM_NODES nodes (slurmds) to run           (default 2; 1: one node named after the host)
+#   NEMO_VTP_SLURM_PORT  slurmctld's port; the slurmds take the next ones (default 6817: 6818, 6819)
 #   SLURM_CONF           the slurm.conf to write            (default /etc/slurm/slurm.conf)
 set -euo pipefail
 
@@ -21,6 +22,7 @@ conf=${SLURM_CONF:-/etc/slurm/slurm.conf}
 marker="# written by nemo_vtp scripts/slurm_up.sh"
 host=$(hostname -s)
 num_nodes=${NEMO_VTP_SLURM_NODES:-2}
+port=${NEMO_VTP_SLURM_PORT:-6817}
 nodes=("$host")  # one node: the host itself, found by its hostname; several: HOST-1, HOST-2, ...
 if [ "$num_nodes" -gt 1 ]; then
     nodes=()
@@ -68,11 +70,12 @@ node_lines() {
     # One line per node; several slurmds on one host need a port each (6818, 6819, ...).
     local i
     if [ "${#nodes[@]}" -eq 1 ]; then
-        echo "NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus State=UNKNOWN"
+        echo "NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host Port=$((port + 1)) CPUs=$cpus State=UNKNOWN"
         return
     fi
     for i in "${!nodes[@]}"; do
-        echo "NodeName=${nodes[$i]} NodeAddr=127.0.0.1 NodeHostname=$host Port=$((6818 + i)) CPUs=$cpus State=UNKNOWN"
+        echo "NodeName=${nodes[$i]} NodeAddr=127.0.0.1 NodeHostname=$host Port=$((port + 1 + i)) CPUs=$cpus" \
+            "State=UNKNOWN"
     done
 }
 
@@ -85,6 +88,7 @@ $marker
 # A loopback-only Slurm for tests and trials, its ${#nodes[@]} node(s) on this one host. Not for production.
 ClusterName=nemovtp
 SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$port
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
