@@ -1,5 +1,5 @@
-"""The sbatch files on a real Slurm: a single-node, loopback-only cluster brought up by
-scripts/slurm_up.sh (Debian's slurm-wlm and munge, CPU node), jobs submitted with `sbatch` and
+"""The sbatch files on a real Slurm: a loopback-only cluster of two CPU nodes (two slurmds on this
+host) brought up by scripts/slurm_up.sh (Debian's slurm-wlm and munge), jobs submitted with `sbatch` and
 followed with `scontrol show job` under a bounded timeout. A failing test prints the job's log.
 
 Skipped (with the reason) only when the packages are missing and apt cannot reach its registry.
@@ -46,7 +46,7 @@ def _responds(cmd: list[str]) -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A running single-node Slurm; stopped at the end when this session started it."""
+    """A running two-node Slurm; stopped at the end when this session started it."""
     slurm_was_up = _responds(["scontrol", "ping"])
     munge_was_up = _responds(["munge", "-n"])
     up = _run(["bash", str(ROOT / "scripts/slurm_up.sh")], timeout=900)
