@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the single-node Slurm that scripts/slurm_up.sh started: cancel its jobs, stop slurmd and
+# Stop the Slurm that scripts/slurm_up.sh started: cancel its jobs, stop every slurmd and
 # slurmctld, and munged when --all is given (other software on the machine may use munge).
 #
 #   sudo bash scripts/slurm_down.sh [--all]
@@ -29,7 +29,9 @@ if [ -f "$state/slurmctld.pid" ] && kill -0 "$(cat "$state/slurmctld.pid")" 2>/d
     scancel --full --signal=KILL --state=RUNNING "--user=$(id -un)" 2>/dev/null || true
     scancel "--user=$(id -un)" 2>/dev/null || true
 fi
-stop_pidfile "$state/slurmd.pid"
+for pidfile in "$state"/slurmd*.pid; do  # slurmd-NODE.pid, one per node (slurmd.pid of older versions)
+    stop_pidfile "$pidfile"
+done
 stop_pidfile "$state/slurmctld.pid"
 if [ "${1:-}" = "--all" ]; then
     stop_pidfile /run/munge/munged.pid

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Bring up a real single-node Slurm on this machine: Debian's slurm-wlm and munge, loopback only,
-# one CPU node, one partition. Used by the Slurm tests and by anyone who wants to try the sbatch
+# Bring up a real Slurm on this machine: Debian's slurm-wlm and munge, loopback only, one partition
+# of CPU nodes: by default two nodes, each its own slurmd on its own port (Slurm's several-slurmd-per-host
+# mode, `slurmd -N NAME`), so that multi-node jobs (torchrun rendezvous, srun across nodes) really run. Used by the Slurm tests and by anyone who wants to try the sbatch
 # files without a cluster. Idempotent: a second call finds the daemons up and returns at once.
 #
 #   sudo bash scripts/slurm_up.sh        # then: sinfo; sbatch slurm/sft.sbatch recipes/tiny/sft.yaml
@@ -10,14 +11,23 @@
 # install them (no registry), 1 anything else (the daemon logs are printed).
 # Environment:
 #   NEMO_VTP_SLURM_DIR   state, spool, pid and log files   (default /var/lib/nemo-vtp-slurm)
-#   NEMO_VTP_SLURM_CPUS  CPUs the node advertises         (default: this machine's, at least 2)
+#   NEMO_VTP_SLURM_CPUS  CPUs each node advertises        (default: this machine's, at least 2)
+#   NEMO_VTP_SLURM_NODES nodes (slurmds) to run           (default 2; 1: one node named after the host)
+#   NEMO_VTP_SLURM_PORT  slurmctld's port; the slurmds take the next ones (default 6817: 6818, 6819)
 #   SLURM_CONF           the slurm.conf to write            (default /etc/slurm/slurm.conf)
 set -euo pipefail
 
 state=${NEMO_VTP_SLURM_DIR:-/var/lib/nemo-vtp-slurm}
 conf=${SLURM_CONF:-/etc/slurm/slurm.conf}
 marker="# written by nemo_vtp scripts/slurm_up.sh"
-node=$(hostname -s)
+host=$(hostname -s)
+num_nodes=${NEMO_VTP_SLURM_NODES:-2}
+port=${NEMO_VTP_SLURM_PORT:-6817}
+nodes=("$host")  # one node: the host itself, found by its hostname; several: HOST-1, HOST-2, ...
+if [ "$num_nodes" -gt 1 ]; then
+    nodes=()
+    for i in $(seq "$num_nodes"); do nodes+=("$host-$i"); done
+fi
 cpus=${NEMO_VTP_SLURM_CPUS:-$(nproc)}
 # A 2-task job must fit on a 2-core CI machine; slurmd accepts the configured count (config_overrides).
 if [ "$cpus" -lt 2 ]; then cpus=2; fi
@@ -27,8 +37,8 @@ log() { echo "[slurm_up] $*"; }
 if [ "$(id -u)" -ne 0 ]; then
     # Nothing to do without root when the cluster already runs; anything else needs root.
     if grep -qxF "$marker" "$conf" 2>/dev/null \
-        && sinfo -h -N -n "$node" -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)$'; then
-        log "already up (node $node)"
+        && [ "$(sinfo -h -N -o '%N %T' 2>/dev/null | grep -cE ' (idle|mixed|allocated)$')" -eq "$num_nodes" ]; then
+        log "already up (${nodes[*]})"
         exit 0
     fi
     echo "[slurm_up] error: must run as root (apt-get and the Slurm daemons); try: sudo bash $0" >&2
@@ -56,15 +66,29 @@ install_packages() {
     fi
 }
 
+node_lines() {
+    # One line per node; several slurmds on one host need a port each (6818, 6819, ...).
+    local i
+    if [ "${#nodes[@]}" -eq 1 ]; then
+        echo "NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host Port=$((port + 1)) CPUs=$cpus State=UNKNOWN"
+        return
+    fi
+    for i in "${!nodes[@]}"; do
+        echo "NodeName=${nodes[$i]} NodeAddr=127.0.0.1 NodeHostname=$host Port=$((port + 1 + i)) CPUs=$cpus" \
+            "State=UNKNOWN"
+    done
+}
+
 write_conf() {
     # Prints "changed" when the file was (re)written.
     local tmp
     tmp=$(mktemp)
     cat >"$tmp" <<EOF
 $marker
-# A single-node, loopback-only Slurm for tests and trials. Not for production.
+# A loopback-only Slurm for tests and trials, its ${#nodes[@]} node(s) on this one host. Not for production.
 ClusterName=nemovtp
-SlurmctldHost=$node(127.0.0.1)
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$port
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -88,12 +112,13 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 StateSaveLocation=$state/ctld
-SlurmdSpoolDir=$state/d
+# %n: the node's name, so that the slurmds sharing this host keep apart.
+SlurmdSpoolDir=$state/d/%n
 SlurmctldPidFile=$state/slurmctld.pid
-SlurmdPidFile=$state/slurmd.pid
+SlurmdPidFile=$state/slurmd-%n.pid
 SlurmctldLogFile=$state/slurmctld.log
-SlurmdLogFile=$state/slurmd.log
-NodeName=$node NodeAddr=127.0.0.1 NodeHostname=$node CPUs=$cpus State=UNKNOWN
+SlurmdLogFile=$state/slurmd-%n.log
+$(node_lines)
 PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
     if [ -f "$conf" ] && ! grep -qxF "$marker" "$conf"; then
@@ -135,44 +160,67 @@ start_munge() {
     exit 1
 }
 
-stop_slurm_daemons() {
+any_alive() {
     local pidfile
-    for pidfile in "$state/slurmd.pid" "$state/slurmctld.pid"; do
+    for pidfile in "$@"; do
+        if pid_alive "$pidfile"; then return 0; fi
+    done
+    return 1
+}
+
+stop_slurm_daemons() {
+    # Every slurmd of an earlier configuration (slurmd-NAME.pid; slurmd.pid of older versions) too.
+    local pidfile pidfiles=("$state"/slurmd*.pid "$state/slurmctld.pid")
+    for pidfile in "${pidfiles[@]}"; do
         if pid_alive "$pidfile"; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
     done
     for _ in $(seq 50); do
-        pid_alive "$state/slurmd.pid" || pid_alive "$state/slurmctld.pid" || return 0
+        any_alive "${pidfiles[@]}" || return 0
         sleep 0.2
     done
 }
 
 start_slurm() {
-    mkdir -p "$state/ctld" "$state/d"
+    local node
+    mkdir -p "$state/ctld"
     if ! pid_alive "$state/slurmctld.pid"; then
         log "starting slurmctld"
         # -c: a fresh controller state; this throwaway cluster keeps no jobs across restarts.
         setsid slurmctld -c -f "$conf" </dev/null >>"$state/slurmctld.stdout" 2>&1
     fi
-    if ! pid_alive "$state/slurmd.pid"; then
-        log "starting slurmd"
-        setsid slurmd -f "$conf" </dev/null >>"$state/slurmd.stdout" 2>&1
-    fi
+    for node in "${nodes[@]}"; do
+        mkdir -p "$state/d/$node"
+        if ! pid_alive "$state/slurmd-$node.pid"; then
+            log "starting slurmd for node $node"
+            setsid slurmd -f "$conf" -N "$node" </dev/null >>"$state/slurmd-$node.stdout" 2>&1
+        fi
+    done
 }
 
-node_state() { sinfo -h -N -n "$node" -o '%T' 2>/dev/null | head -n 1; }
+node_state() { sinfo -h -N -n "$1" -o '%T' 2>/dev/null | head -n 1; }
 
 wait_idle() {
-    local state_now=""
+    # Every node idle (or already running jobs), within 30 s.
+    local node state_now="" waiting
     for _ in $(seq 150); do
-        state_now=$(node_state)
-        case "$state_now" in
-            idle | mixed | allocated) log "node $node is $state_now ($cpus CPUs); partition cpu"; return 0 ;;
-            down* | drain*) scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true ;;
-        esac
+        waiting=()
+        for node in "${nodes[@]}"; do
+            state_now=$(node_state "$node")
+            case "$state_now" in
+                idle | mixed | allocated) ;;
+                down* | drain*) scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true
+                    waiting+=("$node=$state_now") ;;
+                *) waiting+=("$node=${state_now:-unknown}") ;;
+            esac
+        done
+        if [ "${#waiting[@]}" -eq 0 ]; then
+            log "nodes ${nodes[*]} are up ($cpus CPUs each); partition cpu"
+            return 0
+        fi
         sleep 0.2
     done
-    echo "[slurm_up] error: node $node is '${state_now:-unknown}', not idle, after 30 s" >&2
-    tail -n 30 "$state/slurmctld.log" "$state/slurmd.log" >&2 || true
+    echo "[slurm_up] error: not idle after 30 s: ${waiting[*]}" >&2
+    tail -n 30 "$state/slurmctld.log" "$state"/slurmd-*.log >&2 || true
     exit 1
 }
 

@@ -47,10 +47,18 @@ nemo_vtp_python() {
     fi
 }
 
+# The address other nodes reach node $1 at: its NodeAddr (on most clusters the name itself; several
+# nodes on one host, as scripts/slurm_up.sh runs them, share one address under different names).
+nemo_vtp_node_addr() {
+    local addr
+    addr=$(scontrol show node -o "$1" 2>/dev/null | sed -n 's/.* NodeAddr=\([^ ]*\).*/\1/p')
+    echo "${addr:-$1}"
+}
+
 # Head node and port of the rendezvous; nodes of the job in Slurm's compressed form, e.g. gpu[01-04].
 nemo_vtp_rendezvous() {
     if [ -z "${MASTER_ADDR:-}" ]; then
-        MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+        MASTER_ADDR=$(nemo_vtp_node_addr "$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)")
     fi
     # One port per job so that jobs sharing a node do not collide; a requeued job keeps its id and port.
     MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}
@@ -117,7 +125,8 @@ nemo_vtp_launch() {
         srun_opts+=("--exclude=$NEMO_VTP_TRAIN_EXCLUDE" "--nodes=$nnodes"
             "--ntasks=$((nnodes * ${SLURM_NTASKS_PER_NODE:-1}))")
     fi
-    local cmd=("$python" "$@")
+    # Each rank names itself and its node (slurm/rank.sh), then execs the command.
+    local cmd=(bash "$root/slurm/rank.sh" "$python" "$@")
     case "$mode" in
         srun) ;;
         torchrun)
@@ -128,7 +137,7 @@ nemo_vtp_launch() {
             # workers); it ignores USR1, the workers install their own handler.
             cmd=(env --ignore-signal=USR1 "$python" -m torch.distributed.run "--nnodes=$nnodes"
                 "--nproc-per-node=$nproc" --rdzv-backend=c10d "--rdzv-endpoint=$MASTER_ADDR:$MASTER_PORT"
-                "--rdzv-id=$SLURM_JOB_ID" "$@")
+                "--rdzv-id=$SLURM_JOB_ID" --no-python bash "$root/slurm/rank.sh" "$python" "$@")
             ;;
         *) nemo_vtp_die "NEMO_VTP_LAUNCH=$mode: expected srun or torchrun" ;;
     esac
@@ -199,7 +208,7 @@ nemo_vtp_start_judge() {
     srun --nodes=1 --ntasks=1 "--nodelist=$node" --job-name=nemo-vtp-judge --input=none --export=ALL \
         "${step_opts[@]}" "${cmd[@]}" "${extra[@]}" &
     NEMO_VTP_JUDGE_PID=$!
-    NEMO_VTP_JUDGE_URL="http://$node:$port"
+    NEMO_VTP_JUDGE_URL="http://$(nemo_vtp_node_addr "$node"):$port"
     [ "$host" = 127.0.0.1 ] && NEMO_VTP_JUDGE_URL="http://127.0.0.1:$port"
     export NEMO_VTP_JUDGE_URL NEMO_VTP_JUDGE_PID
     local deadline=$((SECONDS + ${NEMO_VTP_JUDGE_START_TIMEOUT:-1200}))

@@ -1,5 +1,5 @@
-"""The sbatch files on a real Slurm: a single-node, loopback-only cluster brought up by
-scripts/slurm_up.sh (Debian's slurm-wlm and munge, CPU node), jobs submitted with `sbatch` and
+"""The sbatch files on a real Slurm: a loopback-only cluster of two CPU nodes (two slurmds on this
+host) brought up by scripts/slurm_up.sh (Debian's slurm-wlm and munge), jobs submitted with `sbatch` and
 followed with `scontrol show job` under a bounded timeout. A failing test prints the job's log.
 
 Skipped (with the reason) only when the packages are missing and apt cannot reach its registry.
@@ -46,7 +46,7 @@ def _responds(cmd: list[str]) -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A running single-node Slurm; stopped at the end when this session started it."""
+    """A running two-node Slurm; stopped at the end when this session started it."""
     slurm_was_up = _responds(["scontrol", "ping"])
     munge_was_up = _responds(["munge", "-n"])
     up = _run(["bash", str(ROOT / "scripts/slurm_up.sh")], timeout=900)
@@ -243,22 +243,26 @@ def _steps_logged(out: Path, key: str) -> list[int]:
     return [r["step"] for r in records if r.get(key) is not None]
 
 
-def _preempt_once(job: Job, out: Path, key: str, after_step: int) -> tuple[dict[str, str], str]:
-    """Send USR1 once step `after_step` is in metrics.jsonl; wait for the end -> (job info, log)."""
+def _preempt_once(job: Job, out: Path, key: str, after_step: int,
+                  how: tuple[str, ...] = ("scancel", "--signal=USR1")) -> tuple[dict[str, str], str]:
+    """Run `how JOBID` (default: send USR1) once step `after_step` is in metrics.jsonl; wait for
+    the end -> (job info, log)."""
     deadline = time.monotonic() + 600
     while not any(s >= after_step for s in _steps_logged(out, key)):
         if time.monotonic() > deadline or job.info().get("JobState") in TERMINAL:
             pytest.fail(f"job {job.id} never reached step {after_step}; log:\n{job.text()}")
         time.sleep(0.3)
-    assert _run(["scancel", "--signal=USR1", job.id]).returncode == 0
+    assert _run([*how, job.id]).returncode == 0
     return job.wait(TERMINAL, timeout=600), job.text()
 
 
-def _assert_resumed_once(info: dict[str, str], log: str, out: Path, key: str, steps: int, unit: str) -> None:
-    """Requeued once; every rank stopped after the same step and the second run resumed there;
-    each step trained exactly once; the last checkpoint is complete, for both ranks."""
+def _assert_resumed_once(info: dict[str, str], log: str, out: Path, key: str, steps: int, unit: str,
+                         usr1: bool = True) -> None:
+    """Requeued once (by the job itself after a USR1, else by Slurm); every rank stopped after the
+    same step and the second run resumed there; each step trained exactly once; the last checkpoint
+    is complete, for both ranks."""
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", f"{info}; log:\n{log}"
-    assert "stopped early by USR1: requeueing" in log, log
+    assert ("stopped early by USR1: requeueing" in log) == usr1, log
     stopped = re.findall(rf"stopping at {unit} (\d+)", log)
     resumed = re.findall(rf"resumed from \S+ at {unit} (\d+)", log)
     assert len(set(stopped)) == 1 and set(resumed) == set(stopped), log  # every rank logs both lines
@@ -303,17 +307,22 @@ def test_sft_sbatch_two_ranks_preempted_by_usr1_resumes_and_finishes(slurm_sft):
     assert all(0 < v < 100 for v in losses), losses
 
 
+def _tiny_rl_overrides(sft_out: Path, sft_steps: int, out: Path, steps: int) -> list[str]:
+    """The tiny RL run from an SFT job's last checkpoint and data, with small rollouts."""
+    return [f"checkpoint.load={sft_out}/checkpoints/step_{sft_steps:07d}",
+            f"data.train_path={sft_out}/data/train.jsonl", f"run.output_dir={out}", "logging.progress_bar=false",
+            f"rl.rollout_steps={steps}", "rl.num_prompts=2", "generation.sampling.n=4", "rl.mini_batch_size=8",
+            "rl.micro_batch_size=4", "rl.dynamic_sampling.enabled=false", "generation.sampling.max_new_tokens=24",
+            "rewards.overlong_cache_tokens=8", "checkpoint.save_interval=0"]
+
+
 def test_rl_sbatch_two_ranks_from_the_sft_checkpoint_preempted_and_resumed(slurm_sft, submit, tmp_path):
     """`sbatch slurm/rl.sbatch recipes/tiny/rl.yaml` from the SFT job's checkpoint and data, CPU
     mode, 2 ranks, small rollouts; USR1 after the first rollout step: it is requeued, resumes and
     ends with every rollout step logged once and a complete checkpoint."""
     _, _, sft_out, sft_steps = slurm_sft
     out, steps = tmp_path / "rl", 6
-    overrides = [f"checkpoint.load={sft_out}/checkpoints/step_{sft_steps:07d}",
-                 f"data.train_path={sft_out}/data/train.jsonl", f"run.output_dir={out}", "logging.progress_bar=false",
-                 f"rl.rollout_steps={steps}", "rl.num_prompts=2", "generation.sampling.n=4", "rl.mini_batch_size=8",
-                 "rl.micro_batch_size=4", "rl.dynamic_sampling.enabled=false", "generation.sampling.max_new_tokens=24",
-                 "rewards.overlong_cache_tokens=8", "checkpoint.save_interval=0"]
+    overrides = _tiny_rl_overrides(sft_out, sft_steps, out, steps)
     job = submit(ROOT / "slurm/rl.sbatch", "recipes/tiny/rl.yaml", *overrides, sbatch_opts=CPU_TWO_RANKS)
     info, log = _preempt_once(job, out, "rl/reward/total", after_step=1)
     _assert_resumed_once(info, log, out, "rl/reward/total", steps, unit="rollout step")
@@ -389,3 +398,74 @@ def test_rl_sbatch_with_a_judge_server_that_is_killed_mid_run(submit, tmp_path, 
     assert unreachable[1] == unreachable[2] == 0 and failures[1] + failures[2] > 0, (unreachable, failures)
     assert unreachable[steps] > 0 and unreachable[steps] == failures[steps], (unreachable, failures)
     assert all(math.isfinite(v) for v in _metric(out, "rl/reward/total").values())
+
+
+# Two nodes: scripts/slurm_up.sh runs two slurmds on this host (nodes HOST-1 and HOST-2); one rank each.
+CPU_TWO_NODES = ("--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=0")
+
+
+def _ranks_per_run(log: str) -> list[dict[int, str]]:
+    """For each start of the job (first run, then each requeue): rank -> the Slurm node it ran on,
+    from the lines slurm/rank.sh prints."""
+    runs = re.split(r"^\[nemo_vtp/slurm [\d:]+\] job \d+ restart \d+:", log, flags=re.MULTILINE)[1:]
+    return [{int(r): node for r, node in re.findall(r"\] rank (\d+)/\d+ \(local rank \d+\) on node (\S+)$", run,
+                                                    re.MULTILINE)} for run in runs]
+
+
+def _assert_two_nodes(info: dict[str, str], log: str) -> None:
+    """Both starts of the job ran ranks 0 and 1 on its two different nodes."""
+    nodes = _run(["scontrol", "show", "hostnames", info["NodeList"]]).stdout.split()
+    assert info["NumNodes"] == "2" and len(set(nodes)) == 2, info
+    runs = _ranks_per_run(log)
+    assert len(runs) == 2, log
+    for ranks in runs:
+        assert sorted(ranks) == [0, 1] and sorted(ranks.values()) == sorted(nodes), (ranks, nodes, log)
+    assert "2 node(s) (" in log, log
+
+
+@pytest.fixture(scope="module")
+def slurm_sft_two_nodes(slurm_sft, tmp_path_factory):
+    """`sbatch --nodes=2 slurm/sft.sbatch recipes/tiny/sft.yaml`, one rank per node, each node's torchrun
+    meeting the other at the c10d rendezvous; `scontrol requeue` (SIGTERM) after step 2.
+    The recipe and data are those of `slurm_sft` (2 ranks on one node), with fewer steps, all within
+    the LR warmup, so the learning rate of a step does not depend on the run's length.
+    -> (job info, log, output dir, steps)."""
+    out, steps = tmp_path_factory.mktemp("tiny_sft_2n") / "run", 5
+    overrides = [f"run.output_dir={out}", f"training.train_steps={steps}", "training.eval_interval=0",
+                 "checkpoint.save_interval=0", "logging.progress_bar=false", "data.synth.num=128"]
+    job = _sbatch(ROOT / "slurm/sft.sbatch", "recipes/tiny/sft.yaml", *overrides, log=out.parent / "sft.out",
+                  sbatch_opts=CPU_TWO_NODES, env={"NEMO_VTP_LAUNCH": "torchrun"})
+    try:
+        info, log = _preempt_once(job, out, "train/loss", after_step=2, how=("scontrol", "requeue"))
+    finally:
+        _run(["scancel", job.id])
+    return info, log, out, steps
+
+
+def test_sft_sbatch_on_two_nodes_requeued_resumes_on_the_same_loss_curve(slurm_sft, slurm_sft_two_nodes):
+    """The tiny SFT on a two-node allocation under torchrun (rank 0 and rank 1 on different Slurm
+    nodes, gloo across them), requeued by `scontrol requeue` mid-run: Slurm brings it back, it resumes
+    from its checkpoint, trains each remaining step once, and every step's loss equals the loss of the
+    same step of the single-node run (same data, DP 2, same learning rate): one loss curve."""
+    info, log, out, steps = slurm_sft_two_nodes
+    _assert_resumed_once(info, log, out, "train/loss", steps, unit="step", usr1=False)
+    _assert_two_nodes(info, log)
+    assert "launch=torchrun" in log and f"nemo-vtp sft done: step {steps}/{steps}" in log, log
+    two_nodes, one_node = _metric(out, "train/loss"), _metric(slurm_sft[2], "train/loss")
+    assert sorted(two_nodes) == list(range(1, steps + 1)), two_nodes
+    for step, loss in two_nodes.items():
+        assert loss == pytest.approx(one_node[step], rel=1e-6), (step, two_nodes, one_node)
+
+
+def test_rl_sbatch_on_two_nodes_from_the_two_node_sft_requeued_and_resumed(slurm_sft_two_nodes, submit, tmp_path):
+    """`sbatch --nodes=2 slurm/rl.sbatch recipes/tiny/rl.yaml` from the two-node SFT checkpoint, one rank
+    per node launched by srun; `scontrol requeue` after the first rollout step: Slurm requeues it, it
+    resumes and ends with every rollout step logged once and a complete checkpoint."""
+    _, _, sft_out, sft_steps = slurm_sft_two_nodes
+    out, steps = tmp_path / "rl", 3
+    overrides = _tiny_rl_overrides(sft_out, sft_steps, out, steps)
+    job = submit(ROOT / "slurm/rl.sbatch", "recipes/tiny/rl.yaml", *overrides, sbatch_opts=CPU_TWO_NODES)
+    info, log = _preempt_once(job, out, "rl/reward/total", after_step=1, how=("scontrol", "requeue"))
+    _assert_resumed_once(info, log, out, "rl/reward/total", steps, unit="rollout step", usr1=False)
+    _assert_two_nodes(info, log)
+    assert "launch=srun" in log and f"nemo-vtp rl done: step {steps}/{steps}" in log, log
