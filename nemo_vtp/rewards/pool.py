@@ -239,5 +239,6 @@ def score_batch(responses: list[str], samples: list[dict], config: RewardConfig 
     if cfg.matcher == "judge":
         apply_judge(results, responses, samples, cfg)
     for result in results:
+        result.update({t.key: result.get(t.key, 0.0) for t in cfg.extra})  # 0 for a sample that timed out
         result["total"] = total_reward(result, cfg, step)
     return results

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tests.e2e.stages import TINY_RL, metrics, run
+from tests.e2e.stages import TINY_RL, console_lines, metrics, run
 
 # From a briefly fine-tuned checkpoint: small groups, responses long enough to finish.
 FAST_RL = ["rl.group_size=4", "rl.num_prompts=4", "rl.mini_batch_size=8", "rl.micro_batch_size=8",
@@ -22,9 +22,19 @@ def _args(tmp, world, init, *extra):
 
 
 def test_two_steps_train_and_keep_the_engine_in_sync(tmp_path, tiny_world, tiny_sft):
-    run("rl", TINY_RL, _args(tmp_path, tiny_world, tiny_sft, "rl.rollout_steps=2",
-                             "rl.dynamic_sampling.enabled=false"))
+    proc = run("rl", TINY_RL, _args(tmp_path, tiny_world, tiny_sft, "rl.rollout_steps=2",
+                                    "rl.dynamic_sampling.enabled=false"))
     assert sorted(metrics(tmp_path, "rl/reward/total")) == [1, 2]
+    lines = console_lines(proc.stdout)  # stdout is a pipe: one line per rollout step
+    assert [(x["iteration"], x["total"]) for x in lines] == [("1", "2"), ("2", "2")]
+    for step, line in enumerate(lines, start=1):
+        for term in ("total", "acc", "fmt", "vkey", "tkey", "cons", "rep", "overlong"):
+            assert float(line[f"reward/{term}"]) == pytest.approx(metrics(tmp_path, f"rl/reward/{term}")[step],
+                                                                   abs=1e-3), term
+        for phase in ("rollout", "generate", "score", "train", "refit"):
+            assert float(line[f"{phase} (s)"]) >= 0, phase
+        assert float(line["grad norm"]) > 0
+    assert 0 < int(lines[0]["consumed prompts"]) < int(lines[1]["consumed prompts"])
     for key in ("rl/loss/pg_loss", "rl/loss/entropy", "rl/loss/grad_norm", "rl/refit/seconds", "rl/time/rollout_s",
                 "rl/time/generate_s", "rl/time/score_s", "rl/time/old_logprob_s", "rl/time/update_s"):
         values = metrics(tmp_path, key)
