@@ -93,8 +93,8 @@ def format_line(step: int, total: int, metrics: dict[str, Any], ms_per_iteration
         parts += [_field(label, metrics.get(name), fmt) for name, label, fmt in SFT_FIELDS]
     else:
         parts.append(_field("learning rate", metrics.get("lr"), "{:.3E}"))
-        rewards = sorted(k for k in metrics if k.startswith("reward/") and k != "reward/total"
-                         and k.split("/", 1)[1] not in ("num_samples", "timeouts", "errors", "judge_failures"))
+        rewards = [k for k in metrics if k.startswith("reward/") and k != "reward/total"  # built-in, then extra
+                   and k.split("/", 1)[1] not in ("num_samples", "timeouts", "errors", "judge_failures")]
         parts += [_field(key, metrics[key], "{:.3f}") for key in ("reward/total", *rewards)]
         parts += [_field(f"reward/{k}", metrics.get(f"reward/{k}"), "{:.0f}") for k in ("timeouts", "errors")]
         parts += [_field("pg loss", metrics.get("loss/pg_loss"), "{:.4E}"),
