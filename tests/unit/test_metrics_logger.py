@@ -5,6 +5,7 @@ package is a clear error."""
 import json
 import struct
 import sys
+import time
 
 import pytest
 
@@ -69,7 +70,7 @@ def _wandb_history(run_file) -> list[dict]:
     assert data[:4] == b":W&B" and len(data) < 32768
     while at + 7 <= len(data):
         length = struct.unpack("<H", data[at + 4:at + 6])[0]
-        if length == 0:
+        if length == 0 or at + 7 + length > len(data):  # the end, or a record still being written
             break
         record = wandb_internal_pb2.Record()
         record.ParseFromString(data[at + 7:at + 7 + length])
@@ -90,7 +91,9 @@ def test_wandb_offline_writes_the_run_under_the_output_dir(tmp_path, monkeypatch
         logger.log(step, _sft_step(step))
     logger.close()
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
-    rows = _wandb_history(next(run_dir.glob("run-*.wandb")))
+    run_file, deadline = next(run_dir.glob("run-*.wandb")), time.monotonic() + 20
+    while len(rows := _wandb_history(run_file)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the wandb-core process writes the file; finish() may return before it has
     assert [(r["_step"], r["train/loss"], r["train/consumed_samples"]) for r in rows] == [(1, 2.0, 8), (2, 1.0, 16)]
     assert all("train/mfu" not in r for r in rows)  # NaN is never sent as a number
 
