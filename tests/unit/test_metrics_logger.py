@@ -1,17 +1,17 @@
 """The metrics logger: Megatron-style console lines when no progress bar shows (a batch job), never
-both; Weights & Biases (offline) and MLflow (file store) receive the same records; a missing tracker
-package is a clear error."""
+both; Weights & Biases (offline) and MLflow (file store) receive the same records. A missing tracker
+package: tests/faults/test_logging.py."""
 
 import json
 import struct
-import sys
 import time
 
 import pytest
 
-from nemo_vtp.config.run import MlflowConfig, WandbConfig
+from nemo_vtp.config import load_config
+from nemo_vtp.config.run import WandbConfig
 from nemo_vtp.training.logging import MetricsLogger, read_metrics
-from tests.e2e.stages import console_lines
+from tests.e2e.stages import TINY_SFT, console_lines
 
 
 def _sft_step(step: int) -> dict:
@@ -104,21 +104,15 @@ def test_mlflow_file_store_receives_every_record(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this switch
     uri = f"file:{tmp_path / 'mlruns'}"
-    cfg = MlflowConfig(enabled=True, tracking_uri=uri, experiment="tiny")
-    logger = MetricsLogger(tmp_path / "run-a", tensorboard=False, progress_bar=False, mlflow=cfg,
-                           run_config={"optimizer": {"lr": 1e-4}})
+    cfg = load_config(TINY_SFT, [f"run.output_dir={tmp_path / 'run-a'}", "logging.mlflow.enabled=true",
+                                 f"logging.mlflow.tracking_uri={uri}", "logging.mlflow.experiment=tiny"])
+    logger = MetricsLogger.for_stage(cfg, 3, desc="sft")  # as the stages build it
     for step in (1, 2, 3):
         logger.log(step, _sft_step(step))
     logger.close()
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert run.info.run_name == "run-a" and run.data.params["optimizer.lr"] == "0.0001"
+    assert run.info.run_name == "run-a" and run.data.params["optimizer.lr"] == str(cfg.optimizer.lr)
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.0), (3, pytest.approx(2 / 3))]
     assert client.get_metric_history(run.info.run_id, "train/mfu") == []  # NaN is never sent as a number
-
-
-def test_missing_tracker_package_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
-    with pytest.raises(ImportError, match=r"logging.wandb.enabled=true needs the `wandb` package: pip install"):
-        MetricsLogger(tmp_path, tensorboard=False, progress_bar=False, wandb=WandbConfig(enabled=True))

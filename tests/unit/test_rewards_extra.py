@@ -1,9 +1,8 @@
 """`rewards.extra`: a user-defined term from a module named in the recipe is weighted into the total,
-appears in the batch metrics and is checked when the recipe loads."""
+appears in the batch metrics. Bad terms (import, raise, hang): tests/faults/test_reward_extra.py."""
 
 import pytest
 
-from nemo_vtp.config import ConfigError, load_config
 from nemo_vtp.rewards import RewardConfig, batch_metrics, score, score_batch
 
 SAMPLE = {"question": "How many circles?", "answer": "3"}
@@ -30,24 +29,3 @@ def test_extra_term_in_batch_metrics():
     rows = score_batch([SHORT, LONG, SHORT, SHORT], [SAMPLE] * 4, _cfg({"function": TERM, "weight": 0.5}))
     assert batch_metrics(rows)["answer_is_short"] == 0.75
     assert "answer_is_short" not in batch_metrics(score_batch([SHORT], [SAMPLE], _cfg()))
-
-
-@pytest.mark.parametrize(("function", "message"), [
-    ("tests.no_such_module:fn", "cannot import module 'tests.no_such_module'"),
-    ("tests.custom_reward_terms:missing", "has no attribute 'missing'"),
-    ("tests.custom_reward_terms:NOT_CALLABLE", "is a int, not a callable"),
-    ("tests.custom_reward_terms", "is not of the form 'pkg.module:function'"),
-], ids=["module", "attribute", "not-callable", "no-colon"])
-def test_bad_function_names_the_recipe_line(tmp_path, function, message):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"run:\n  name: x\nrewards:\n  extra:\n    - function: {function}\n      weight: 0.1\n")
-    with pytest.raises(ConfigError) as err:
-        load_config(recipe)
-    assert message in str(err.value) and f"{recipe}:4" in str(err.value) and "rewards.extra.0" in str(err.value)
-
-
-def test_extra_term_name_must_not_shadow_a_builtin_term():
-    with pytest.raises(ValueError, match="name 'acc' is taken"):
-        _cfg({"function": TERM, "name": "acc"})
-    with pytest.raises(ValueError, match="name 'answer_is_short' is taken"):
-        _cfg({"function": TERM}, {"function": TERM})
