@@ -73,6 +73,21 @@ def _field(label: str, value: Any, fmt: str) -> str | None:
     return None if scalar is None else f"{label}: {fmt.format(scalar)}"
 
 
+def _rl_fields(metrics: dict[str, Any]) -> list[str | None]:
+    """Learning rate, reward terms (total, built-in, then rewards.extra), reward worker counters, loss
+    and phase seconds of a rollout step."""
+    from nemo_vtp.rewards.terms import COUNTERS
+
+    counters = {f"reward/{name}" for name in (*COUNTERS, "num_samples")}
+    terms = [k for k in metrics if k.startswith("reward/") and k != "reward/total" and k not in counters]
+    return [_field("learning rate", metrics.get("lr"), "{:.3E}"),
+            *[_field(key, metrics.get(key), "{:.3f}") for key in ("reward/total", *terms)],
+            *[_field(f"reward/{k}", metrics.get(f"reward/{k}"), "{:.0f}") for k in ("timeouts", "errors")],
+            _field("pg loss", metrics.get("loss/pg_loss"), "{:.4E}"),
+            _field("grad norm", metrics.get("loss/grad_norm"), "{:.3f}"),
+            *[_field(f"{p[:-2]} (s)", metrics.get(f"time/{p}"), "{:.2f}") for p in RL_PHASES]]
+
+
 def format_line(step: int, total: int, metrics: dict[str, Any], ms_per_iteration: float, mem_gib: float,
                 mode: str, now: float | None = None) -> str:
     """One Megatron-style progress line. `metrics` without prefix; `mode` "rl" or another stage (SFT).
@@ -89,17 +104,10 @@ def format_line(step: int, total: int, metrics: dict[str, Any], ms_per_iteration
     consumed = "consumed_prompts" if mode == "rl" else "consumed_samples"
     parts.append(_field(consumed.replace("_", " "), metrics.get(consumed), "{:.0f}"))
     parts.append(_field("elapsed time per iteration (ms)", ms_per_iteration, "{:.1f}"))
-    if mode != "rl":
-        parts += [_field(label, metrics.get(name), fmt) for name, label, fmt in SFT_FIELDS]
+    if mode == "rl":
+        parts += _rl_fields(metrics)
     else:
-        parts.append(_field("learning rate", metrics.get("lr"), "{:.3E}"))
-        rewards = [k for k in metrics if k.startswith("reward/") and k != "reward/total"  # built-in, then extra
-                   and k.split("/", 1)[1] not in ("num_samples", "timeouts", "errors", "judge_failures")]
-        parts += [_field(key, metrics[key], "{:.3f}") for key in ("reward/total", *rewards)]
-        parts += [_field(f"reward/{k}", metrics.get(f"reward/{k}"), "{:.0f}") for k in ("timeouts", "errors")]
-        parts += [_field("pg loss", metrics.get("loss/pg_loss"), "{:.4E}"),
-                  _field("grad norm", metrics.get("loss/grad_norm"), "{:.3f}")]
-        parts += [_field(f"{p[:-2]} (s)", metrics.get(f"time/{p}"), "{:.2f}") for p in RL_PHASES]
+        parts += [_field(label, metrics.get(name), fmt) for name, label, fmt in SFT_FIELDS]
     parts.append(_field("mem", mem_gib, "{:.2f} GiB"))
     return " | ".join(p for p in parts if p is not None)
 
