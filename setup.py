@@ -25,7 +25,9 @@ CORE = [
 
 EXTRAS = {
     "gpu": ["transformer-engine[pytorch]>=2.8", "vllm>=0.20,<=0.26", "flash-attn>=2.7"],
-    "dev": ["pytest>=8.0", "pytest-timeout>=2.3", "ruff>=0.6"],
+    "wandb": ["wandb>=0.18"],  # logging.wandb.enabled
+    "mlflow": ["mlflow-skinny>=2.16"],  # logging.mlflow.enabled (the full `mlflow` package works too)
+    "dev": ["pytest>=8.0", "pytest-timeout>=2.3", "ruff>=0.6", "wandb>=0.18", "mlflow-skinny>=2.16"],
 }
 
 setup(

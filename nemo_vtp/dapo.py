@@ -191,8 +191,7 @@ def setup(cfg: RecipeConfig) -> RLState:
                              **rl.dynamic_sampling.model_dump(exclude={"oversample"}))
     state = RLState(device, policy, build_rollout_engine(cfg, policy, device), prompts, prompt_sampler, dynamic,
                     total_steps, checkpointer,
-                    MetricsLogger(cfg.run.output_dir, cfg.logging.tensorboard, cfg.logging.jsonl, total_steps,
-                                  cfg.logging.progress_bar, desc="rl"),
+                    MetricsLogger.for_stage(cfg, total_steps, desc="rl"),
                     PreemptionFlag(), {"world_size": dist.get_world_size() if dist.is_initialized() else 1,
                                        "tp": cfg.parallel.tensor_model_parallel_size,
                                        "pp": cfg.parallel.pipeline_model_parallel_size}, dp_rank, dp_size)
@@ -540,7 +539,7 @@ def train(cfg: RecipeConfig, state: RLState) -> dict:
                    **refit_stats, "lr": current_lr(state.policy), "time/rollout_s": t_sleep - t0,
                    "time/train_s": t2 - t1, "time/refit_s": t3 - t2, "time/step_s": t3 - t0,
                    "time/generate_s": stats["gen_seconds"], "time/score_s": stats["score_seconds"],
-                   "time/sleep_s": t1 - t_sleep,
+                   "time/sleep_s": t1 - t_sleep, "consumed_prompts": state.consumed_prompts,
                    **train_phases}
         if state.step % cfg.logging.log_interval == 0:
             state.metrics.log(state.step, metrics, prefix="rl")

@@ -62,7 +62,9 @@ def evaluate_stages(out: Path) -> dict[str, dict]:
     return results
 
 
-def _plot(rows: list[dict], keys: list[str], title: str, path: Path) -> Path | None:
+def report_figure(rows: list[dict], series: dict[str, str], title: str, xlabel: str, ylabel: str):
+    """A matplotlib figure of metrics over steps, one line per `series` entry (metric key -> legend
+    label), with axis labels and a legend; None when no series has a value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,19 +72,29 @@ def _plot(rows: list[dict], keys: list[str], title: str, path: Path) -> Path | N
 
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = False
-    for key in keys:
+    for key, label in series.items():
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if points:
-            ax.plot(*zip(*points), label=key.split("/")[-1], marker=".")
+            ax.plot(*zip(*points), label=label, marker=".")
             drawn = True
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xlabel("step")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _plot(path: Path, *figure_args) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(*figure_args)
+    if fig is None:
+        return None
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -95,11 +107,13 @@ def write_report(out: Path, seconds: dict[str, float], evals: dict[str, dict]) -
     rl_rows = read_metrics(out / "rl" / "metrics.jsonl")
     terms = ["acc", "fmt", "vkey", "tkey", "cons", "rep", "overlong", "total"]
     plots = [
-        _plot(sft_rows, ["train/loss", "val/loss"], "Stage I SFT: loss per token", out / "sft_loss.png"),
-        _plot(rl_rows, [f"rl/reward/{t}" for t in terms], "Stage II DAPO: reward terms (mean over rollouts)",
-              out / "rl_rewards.png"),
-        _plot(rl_rows, ["rl/reward/acc", "rl/reward/fmt"], "Stage II DAPO: accuracy and format",
-              out / "rl_accuracy.png"),
+        _plot(out / "sft_loss.png", sft_rows, {"train/loss": "train (each step's batch)", "val/loss": "validation"},
+              "Stage I SFT: loss per target token", "optimizer step", "cross-entropy (nats / token)"),
+        _plot(out / "rl_rewards.png", rl_rows, {f"rl/reward/{t}": t for t in terms},
+              "Stage II DAPO: reward terms (mean over rollouts)", "rollout step",
+              "reward (terms unweighted, total weighted)"),
+        _plot(out / "rl_accuracy.png", rl_rows, {"rl/reward/acc": "accuracy (R_acc)", "rl/reward/fmt": "format (R_fmt)"},
+              "Stage II DAPO: accuracy and format of the rollouts", "rollout step", "fraction of rollouts"),
     ]
     def by_step(rows, key):  # one row per step: a resumed run logs the steps after its checkpoint again
         return [r for _, r in sorted({r["step"]: r for r in rows if r.get(key) is not None}.items())]

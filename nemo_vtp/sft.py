@@ -84,8 +84,7 @@ def setup(cfg: RecipeConfig) -> SFTState:
     if parallel_state.get_pipeline_model_parallel_world_size() > 1:
         policy.config.variable_seq_lengths = True  # micro-batches are padded to their own longest row
     state = SFTState(device, policy, train_set, val_set, sampler, total_steps, checkpointer,
-                     MetricsLogger(cfg.run.output_dir, cfg.logging.tensorboard, cfg.logging.jsonl, total_steps,
-                                   cfg.logging.progress_bar, desc="sft"),
+                     MetricsLogger.for_stage(cfg, total_steps, desc="sft"),
                      PreemptionFlag(), _world_layout(cfg),
                      resolve_transformer_impl(cfg.model.transformer_impl, cfg.model.fp8))
     _restore(cfg, state, resume_from)
@@ -220,7 +219,7 @@ def train(cfg: RecipeConfig, state: SFTState) -> dict:
         tokens = sum(b["input_ids"].numel() for b in batches) * state.sampler.dp_size
         metrics = {"loss": loss, "grad_norm": grad_norm, "lr": current_lr(policy), "update_skipped": not updated,
                    "response_tokens": response_tokens, "micro_batches": len(batches), "tokens_per_s": tokens / elapsed,
-                   "step_time_s": elapsed,
+                   "step_time_s": elapsed, "consumed_samples": state.consumed_samples,
                    "mfu": mfu(tokens / elapsed, flops_per_token, world, peak), "epoch": state.consumed_samples /
                    len(state.train_set.samples)}
         if state.step % cfg.logging.log_interval == 0:

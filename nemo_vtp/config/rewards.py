@@ -74,6 +74,27 @@ class RewardPoolConfig(Section):
     worker_memory_mb: int = Field(4096, ge=0)  # address-space limit of each worker (MemoryError, not OOM); 0 off
 
 
+class ExtraRewardTerm(Section):
+    """A user-defined term `function(response: str, sample: dict) -> float`, run in the reward workers
+    (see nemo_vtp/rewards/custom.py); it adds `weight * value` to the total and is logged as reward/<name>."""
+
+    function: str  # "pkg.module:function", imported by module path when the recipe is loaded
+    weight: float = 1.0  # weight of the term in the total (no schedule, no switch)
+    name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # metric name; None: the function's name
+
+    @model_validator(mode="after")
+    def _check(self):
+        from nemo_vtp.rewards.custom import load_term
+
+        load_term(self.function)  # ValueError (shown with the recipe line) when it cannot be used
+        return self
+
+    @property
+    def key(self) -> str:
+        """The term's name in results and metrics."""
+        return self.name or self.function.rpartition(":")[2]
+
+
 class RewardConfig(Section):
     weights: RewardWeights = Field(default_factory=RewardWeights)
     enabled: RewardSwitches = Field(default_factory=RewardSwitches)
@@ -91,9 +112,16 @@ class RewardConfig(Section):
     number_abs_tol: float = Field(1e-6, ge=0)  # absolute tolerance when comparing numbers
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     pool: RewardPoolConfig = Field(default_factory=RewardPoolConfig)
+    extra: list[ExtraRewardTerm] = Field(default_factory=list)  # user terms: [{function: "pkg.mod:fn", weight: 0.2}]
 
     @model_validator(mode="after")
     def _check(self):
+        from nemo_vtp.rewards.terms import COUNTERS, TERMS
+
+        names = [t.key for t in self.extra]
+        taken = [n for i, n in enumerate(names) if n in (*TERMS, *COUNTERS, "total", "num_samples") or n in names[:i]]
+        if taken:
+            raise ValueError(f"extra reward term name {taken[0]!r} is taken: give the term another `name`")
         if self.tau_lo > self.tau_hi:
             raise ValueError(f"tau_lo ({self.tau_lo}) must not exceed tau_hi ({self.tau_hi})")
         tags = [self.tags.description, self.tags.think, self.tags.answer]

@@ -14,13 +14,32 @@ class RunConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available, else cpu
 
 
+class WandbConfig(Section):
+    """Weights & Biases (optional: pip install 'nemo_vtp[wandb]'); files go under <output_dir>/wandb."""
+
+    enabled: bool = False  # log every metric record to W&B too
+    project: str = "nemo-vtp"  # W&B project
+    name: str | None = None  # W&B run name; None lets W&B pick one
+    mode: Literal["online", "offline", "disabled"] = "online"  # offline: write files only, `wandb sync` later
+
+
+class MlflowConfig(Section):
+    """MLflow (optional: pip install 'nemo_vtp[mlflow]'); the run is named after the output folder."""
+
+    enabled: bool = False  # log every metric record (and the resolved recipe as parameters) to MLflow too
+    tracking_uri: str | None = None  # e.g. http://mlflow:5000 or file:/path/mlruns; None: MLflow's default/env
+    experiment: str = "nemo-vtp"  # MLflow experiment name, created when missing
+
+
 class LoggingConfig(Section):
     tensorboard: bool = True  # write TensorBoard event files to <output_dir>/tb
     jsonl: bool = True  # write one JSON line of metrics per step to <output_dir>/metrics.jsonl
-    progress_bar: bool = True  # tqdm progress bar on rank 0 when stdout is a terminal or forced
-    log_interval: int = Field(1, ge=1)  # steps between metric lines
+    progress_bar: bool = True  # tqdm bar on rank 0 when stderr is a terminal (NEMO_VTP_PROGRESS=1 forces it)
+    log_interval: int = Field(1, ge=1)  # steps between metric records and console lines (when no bar shows)
     rollout_interval: int = Field(10, ge=0)  # RL steps between <output_dir>/rollouts/step_N.jsonl dumps; 0 off
     rollout_groups: int = Field(4, ge=1)  # groups per rollout dump, each its top and bottom response
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
 
 class CheckpointConfig(Section):

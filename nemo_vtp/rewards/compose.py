@@ -44,7 +44,8 @@ def weights_at(cfg: RewardConfig, step: int = 0) -> dict[str, float]:
 def total_reward(terms: dict, cfg: RewardConfig, step: int = 0) -> float:
     """The weighted sum of the unweighted terms at `step`."""
     weights = weights_at(cfg, step)
-    return float(sum(weights[name] * terms[name] for name in TERMS))
+    extra = sum(term.weight * terms.get(term.key, 0.0) for term in cfg.extra)  # 0 when the term timed out
+    return float(sum(weights[name] * terms[name] for name in TERMS) + extra)
 
 
 def apply_judge(results: list[dict], responses: list[str], samples: list[dict], cfg: RewardConfig,
@@ -100,7 +101,8 @@ def batch_metrics(results: list[dict]) -> dict[str, float]:
     """
     n = len(results)
     out: dict[str, float] = {"num_samples": float(n)}
-    for name in (*TERMS, "total"):
+    extra = sorted({name for r in results for name in r} - {*TERMS, *COUNTERS, "total"})  # rewards.extra terms
+    for name in (*TERMS, *extra, "total"):
         out[name] = sum(r.get(name, 0.0) for r in results) / n if n else 0.0
     for name in COUNTERS:
         out[name] = float(sum(r.get(name, 0.0) for r in results))

@@ -257,5 +257,6 @@ def score_batch(responses: list[str], samples: list[dict], config: RewardConfig 
     for i, result in zip(ok, scored):
         results[i] = result
     for result in results:
+        result.update({t.key: result.get(t.key, 0.0) for t in cfg.extra})  # 0 for a sample that timed out
         result["total"] = total_reward(result, cfg, step)
     return results

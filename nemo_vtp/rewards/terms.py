@@ -15,6 +15,7 @@ import logging
 from nemo_vtp.config.rewards import RewardConfig
 from nemo_vtp.rewards.accuracy import accuracy, rule_accuracy
 from nemo_vtp.rewards.consistency import consistency
+from nemo_vtp.rewards.custom import load_term
 from nemo_vtp.rewards.matching import coverage, coverage_level
 from nemo_vtp.rewards.parsing import extract_sections, format_reward
 
@@ -107,6 +108,8 @@ def fast_terms(response: str, sample: dict, cfg: RewardConfig, num_tokens: int |
     out["rep"] = _guarded("rep", lambda: repetition_penalty(response, cfg.ngram_size, cfg.rep_penalty), out)
     out["overlong"] = 0.0 if max_tokens is None else _guarded("overlong", lambda: overlong_penalty(
         response_length(response, num_tokens), max_tokens, overlong_cache(max_tokens, cfg.overlong_cache_tokens)), out)
+    for term in cfg.extra:  # user-defined terms (rewards.extra)
+        out[term.key] = _guarded(term.key, lambda t=term: load_term(t.function)(response, sample), out)
     return out
 
 

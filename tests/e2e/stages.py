@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -56,6 +57,18 @@ def metrics(run_dir: Path, key: str) -> dict[int, float]:
         row = json.loads(line)
         if row.get(key) is not None:
             out[row["step"]] = row[key]
+    return out
+
+
+def console_lines(stdout: str) -> list[dict[str, str]]:
+    """The Megatron-style progress lines of a run's stdout, one dict per line: "iteration", "total",
+    "time" and every `label: value` field as text."""
+    out = []
+    for line in stdout.splitlines():
+        match = re.match(r" \[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] iteration +(\d+)/ *(\d+)((?: \| [^|:]+: [^|]+)*)$", line)
+        if match:
+            fields = dict(f.split(": ", 1) for f in match.group(4).split(" | ")[1:])
+            out.append({"time": match.group(1), "iteration": match.group(2), "total": match.group(3), **fields})
     return out
 
 

@@ -9,12 +9,13 @@ import math
 
 import pytest
 
-from tests.e2e.stages import TINY_RL, metrics, run
+from tests.e2e.stages import TINY_RL, console_lines, metrics, run
 
 # From a briefly fine-tuned checkpoint: small groups, responses long enough to finish.
 FAST_RL = ["generation.sampling.n=4", "rl.num_prompts=4", "rl.mini_batch_size=8", "rl.micro_batch_size=8",
            "generation.sampling.max_new_tokens=96", "rewards.overlong_cache_tokens=16",
            "rewards.pool.num_workers=0", "logging.progress_bar=false"]
+EXTRA_TERM = 'function: "tests.custom_reward_terms:answer_is_short"'
 
 
 def _args(tmp, world, init, *extra):
@@ -23,11 +24,25 @@ def _args(tmp, world, init, *extra):
 
 
 def test_two_steps_train_and_keep_the_engine_in_sync(tmp_path, tiny_world, tiny_sft):
-    run("rl", TINY_RL, _args(tmp_path, tiny_world, tiny_sft, "rl.rollout_steps=2",
-                             "rl.dynamic_sampling.enabled=false", "logging.rollout_interval=2",
-                             "logging.rollout_groups=3"))
+    proc = run("rl", TINY_RL, _args(tmp_path, tiny_world, tiny_sft, "rl.rollout_steps=2",
+                                    "rl.dynamic_sampling.enabled=false", "logging.rollout_interval=2",
+                                    "logging.rollout_groups=3", f"rewards.extra=[{{{EXTRA_TERM}, weight: 0.0}}]"))
     assert sorted(metrics(tmp_path, "rl/reward/total")) == [1, 2]
     _assert_rollout_dump(tmp_path, step=2, groups=3)
+    # the user-defined term (weight 0: the run's rewards stay those of the built-in terms) is logged like them
+    extra = metrics(tmp_path, "rl/reward/answer_is_short")
+    assert sorted(extra) == [1, 2] and all(0.0 <= v <= 1.0 for v in extra.values())
+    assert metrics(tmp_path, "rl/reward/errors") == {1: 0.0, 2: 0.0}
+    lines = console_lines(proc.stdout)  # stdout is a pipe: one line per rollout step
+    assert [(x["iteration"], x["total"]) for x in lines] == [("1", "2"), ("2", "2")]
+    for step, line in enumerate(lines, start=1):
+        for term in ("total", "acc", "fmt", "vkey", "tkey", "cons", "rep", "overlong", "answer_is_short"):
+            assert float(line[f"reward/{term}"]) == pytest.approx(metrics(tmp_path, f"rl/reward/{term}")[step],
+                                                                   abs=1e-3), term
+        for phase in ("rollout", "generate", "score", "train", "refit"):
+            assert float(line[f"{phase} (s)"]) >= 0, phase
+        assert float(line["grad norm"]) > 0
+    assert 0 < int(lines[0]["consumed prompts"]) < int(lines[1]["consumed prompts"])
     for key in ("rl/loss/pg_loss", "rl/loss/entropy", "rl/loss/grad_norm", "rl/refit/seconds", "rl/time/rollout_s",
                 "rl/time/generate_s", "rl/time/score_s", "rl/time/old_logprob_s", "rl/time/update_s"):
         values = metrics(tmp_path, key)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.stages import FAST_SFT, ROOT, TINY_SFT, command, env, metrics, run
+from tests.e2e.stages import FAST_SFT, ROOT, TINY_SFT, command, console_lines, env, metrics, run
 
 
 def _args(tmp, world, init, *extra):
@@ -20,10 +20,21 @@ def _args(tmp, world, init, *extra):
 
 
 def test_loss_falls_and_val_loss_logged(tmp_path, tiny_world, tiny_init):
-    run("sft", TINY_SFT, _args(tmp_path, tiny_world, tiny_init, "training.train_steps=40",
-                               "training.eval_interval=20"))
+    proc = run("sft", TINY_SFT, _args(tmp_path, tiny_world, tiny_init, "training.train_steps=40",
+                                      "training.eval_interval=20", "logging.progress_bar=true"))
     loss = metrics(tmp_path, "train/loss")
     assert len(loss) == 40
+    # stdout is a pipe, as in a batch job: one flushed line per step and no progress bar
+    lines = console_lines(proc.stdout)
+    assert [int(x["iteration"]) for x in lines] == list(range(1, 41)) and {x["total"] for x in lines} == {"40"}
+    for step, line in enumerate(lines, start=1):
+        assert float(line["lm loss"]) == pytest.approx(loss[step], rel=1e-5)
+        assert int(line["consumed samples"]) == 8 * step
+        assert float(line["elapsed time per iteration (ms)"]) > 0 and float(line["tokens/s"]) > 0
+        assert float(line["learning rate"]) > 0 and float(line["grad norm"]) > 0
+        assert float(line["mem"].removesuffix(" GiB")) > 0
+    assert proc.stdout.count(" validation loss at iteration ") == 2
+    assert "it/s]" not in proc.stderr and "\r" not in proc.stderr
     first, last = sum(loss[s] for s in range(1, 4)) / 3, sum(loss[s] for s in range(38, 41)) / 3
     assert last < 0.6 * first, (first, last)
     assert set(metrics(tmp_path, "val/loss")) == {20, 40}

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.stages import console_lines
+
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = Path(__file__).resolve().parent / "slurm_jobs"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
@@ -302,6 +304,8 @@ def test_sft_sbatch_two_ranks_preempted_by_usr1_resumes_and_finishes(slurm_sft):
     info, log, out, steps = slurm_sft
     _assert_resumed_once(info, log, out, "train/loss", steps, unit="step")
     assert f"nemo-vtp sft done: step {steps}/{steps}" in log, log
+    # the job log shows progress as it goes: one iteration line per step, over both runs of the job
+    assert sorted(int(x["iteration"]) for x in console_lines(log)) == list(range(1, steps + 1)), log
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in records if r.get("train/loss") is not None]
     assert all(0 < v < 100 for v in losses), losses
@@ -327,6 +331,7 @@ def test_rl_sbatch_two_ranks_from_the_sft_checkpoint_preempted_and_resumed(slurm
     info, log = _preempt_once(job, out, "rl/reward/total", after_step=1)
     _assert_resumed_once(info, log, out, "rl/reward/total", steps, unit="rollout step")
     assert f"nemo-vtp rl done: step {steps}/{steps}" in log, log
+    assert sorted(int(x["iteration"]) for x in console_lines(log)) == list(range(1, steps + 1)), log
 
 
 def test_convert_sbatch_exports_the_sft_checkpoint_and_verifies_it(slurm_sft, submit, tmp_path):

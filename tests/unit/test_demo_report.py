@@ -40,3 +40,19 @@ def test_report_states_reward_quarters_and_accuracy_per_category(tmp_path):
 
 def test_category_table_is_empty_without_both_summaries(tmp_path):
     assert category_table(tmp_path) == []
+
+
+def test_report_plots_are_labelled(tmp_path):
+    from nemo_vtp.demo import report_figure
+
+    rows = [{"step": 1, "train/loss": 2.0}, {"step": 2, "train/loss": 1.5, "val/loss": 1.7}]
+    fig = report_figure(rows, {"train/loss": "train", "val/loss": "validation", "x/missing": "never"}, "SFT",
+                        "optimizer step", "cross-entropy (nats / token)")
+    (ax,) = fig.axes
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("optimizer step", "cross-entropy (nats / token)", "SFT")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "validation"]
+    assert [list(line.get_xdata()) for line in ax.get_lines()] == [[1, 2], [2]]
+    assert report_figure(rows, {"x/missing": "never"}, "t", "x", "y") is None
+    _write_run(tmp_path)
+    write_report(tmp_path, {"sft": 1.0, "rl": 1.0}, {"sft": {"n": 4, "accuracy": 0.5}, "rl": {"n": 4, "accuracy": 0.5}})
+    assert all((tmp_path / f"{name}.png").stat().st_size > 0 for name in ("sft_loss", "rl_rewards", "rl_accuracy"))
