@@ -17,7 +17,7 @@ written as `.tmp-iter_*`, every file and folder in it fsynced, renamed, the save
 tracker is replaced the same way. Resume does not trust the tracker: it scans the step folders and takes
 the newest usable one (`checkpoint_files.unusable_reason`), falls back past one that fails to load
 (saying so in the log), and stops with an error naming them when step folders exist but none is usable.
-Runs saved before the Megatron-LM names (`step_0000040/` folders, a `latest` file) resume the same way;
+Runs saved before the Megatron-LM names (`step_<N>/` folders, a `latest` file) resume the same way;
 their next save writes `iter_` folders and the tracker, and removes the `latest` file.
 """
 

@@ -32,7 +32,7 @@ META_FILE = "metadata.json"  # Megatron dist_checkpointing's description of the 
 DCP_INDEX = ".metadata"  # torch.distributed.checkpoint's index of the shard files (a pickle)
 COMMON_FILE = "common.pt"  # Megatron's non-sharded state (read by Megatron with weights_only=True)
 RNG_DIR = "rng"
-_STEP_NAME = re.compile(r"(?:iter|step)_(\d+)")  # iter_0000040 (Megatron-LM's name); step_0000040 of older runs
+_STEP_NAME = re.compile(r"(?:iter|step)_(\d+)")  # iter_0000040 (Megatron-LM's name); step_<N> of older runs
 
 # What the shard index may hold; checked here because torch unpickles it with no restriction.
 _INDEX_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.planner")
