@@ -73,7 +73,7 @@ def test_run_saved_with_old_step_names_resumes_and_saves_on_with_new_ones(tmp_pa
     ckpt = tmp_path / "checkpoints"
     for folder in ckpt.glob("iter_*"):
         folder.rename(ckpt / folder.name.replace("iter_", "step_"))
-    (ckpt / TRACKER).rename(ckpt / "latest")
+    (ckpt / TRACKER).unlink()
     (ckpt / "latest").write_text("step_0000004")
     again = run("sft", TINY_SFT, _args(tmp_path, tiny_world, tiny_init))
     assert f"resumed from {ckpt / 'step_0000004'} at step 4" in again.stderr

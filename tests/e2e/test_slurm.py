@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from nemo_vtp.training.checkpoint_files import TRACKER, step_name
+
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = Path(__file__).resolve().parent / "slurm_jobs"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
@@ -264,8 +266,8 @@ def _assert_resumed_once(info: dict[str, str], log: str, out: Path, key: str, st
     assert len(set(stopped)) == 1 and set(resumed) == set(stopped), log  # every rank logs both lines
     assert 1 <= int(stopped[0]) < steps, log
     assert _steps_logged(out, key) == list(range(1, steps + 1)), log
-    ckpt = out / "checkpoints" / (out / "checkpoints/latest").read_text().strip()
-    assert ckpt.name == f"step_{steps:07d}"
+    assert (out / "checkpoints" / TRACKER).read_text() == str(steps)
+    ckpt = out / "checkpoints" / step_name(steps)
     trainer = json.loads((ckpt / "trainer_state.json").read_text())
     assert trainer["step"] == steps and trainer["world_layout"]["world_size"] == 2, trainer
     assert any(ckpt.glob("*.distcp")), sorted(p.name for p in ckpt.iterdir())
@@ -309,7 +311,7 @@ def test_rl_sbatch_two_ranks_from_the_sft_checkpoint_preempted_and_resumed(slurm
     ends with every rollout step logged once and a complete checkpoint."""
     _, _, sft_out, sft_steps = slurm_sft
     out, steps = tmp_path / "rl", 6
-    overrides = [f"checkpoint.load={sft_out}/checkpoints/step_{sft_steps:07d}",
+    overrides = [f"checkpoint.load={sft_out}/checkpoints/{step_name(sft_steps)}",
                  f"data.train_path={sft_out}/data/train.jsonl", f"run.output_dir={out}", "logging.progress_bar=false",
                  f"rl.rollout_steps={steps}", "rl.num_prompts=2", "generation.sampling.n=4", "rl.mini_batch_size=8",
                  "rl.micro_batch_size=4", "rl.dynamic_sampling.enabled=false", "generation.sampling.max_new_tokens=24",
@@ -324,7 +326,7 @@ def test_convert_sbatch_exports_the_sft_checkpoint_and_verifies_it(slurm_sft, su
     """slurm/convert.sbatch: the SFT job's checkpoint -> an HF folder, then (a second job that
     waits on the first with --dependency=afterok) the logit check between the two passes."""
     _, _, sft_out, sft_steps = slurm_sft
-    ckpt, hf = sft_out / f"checkpoints/step_{sft_steps:07d}", tmp_path / "hf"
+    ckpt, hf = sft_out / "checkpoints" / step_name(sft_steps), tmp_path / "hf"
     export = submit(ROOT / "slurm/convert.sbatch", "megatron-to-hf", "--ckpt", str(ckpt), "--out", str(hf))
     verify = submit(ROOT / "slurm/convert.sbatch", "verify", "--hf-dir", str(hf), "--ckpt", str(ckpt),
                     sbatch_opts=(f"--dependency=afterok:{export.id}",))
