@@ -47,7 +47,7 @@ class CheckpointConfig(Section):
     save_interval: int = Field(0, ge=0)  # steps between saves; 0 saves only at the end
     save_at_end: bool = True  # save when the run ends (false: benchmarks and dry runs that keep nothing)
     keep_last: int = Field(2, ge=1)  # number of most recent checkpoints kept on disk
-    load: str | None = None  # checkpoint to start from (a step folder or a folder with `latest`)
+    load: str | None = None  # checkpoint to start from (a step folder, or a save_dir: its newest intact one)
     resume: bool = True  # resume automatically from the newest usable step folder of save_dir
     overwrite: bool = False  # with resume=false: delete the step folders already in save_dir (else refuse to start)
     load_optimizer: bool = True  # restore optimizer state when resuming (not when starting from `load`)

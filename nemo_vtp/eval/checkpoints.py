@@ -9,7 +9,7 @@ from nemo_vtp.eval.evaluate import evaluate
 
 
 def evaluate_checkpoint(cfg, ckpt_path: str | Path, out_dir: str | Path) -> dict[str, float]:
-    """Evaluate one checkpoint (an HF folder, a Megatron step folder, or a save_dir with `latest`) on
+    """Evaluate one checkpoint (an HF folder, a Megatron step folder, or a save_dir with its tracker file) on
     `cfg.eval`'s benchmark and split, with `cfg.generation`, as rank 0 of 1, into `out_dir`.
 
     Returns the overall row of the summary: {"n": items scored, "accuracy": ..., and on the synthetic

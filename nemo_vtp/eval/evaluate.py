@@ -30,7 +30,7 @@ def output_dir(cfg) -> Path:
 
 def response_source(cfg) -> dict[str, str]:
     """What produces the responses: the saved-responses file, or the model (absolute path; for a Megatron
-    save_dir, the step folder `latest` names now, so a later step is not resumed into this step's results)."""
+    save_dir, the step folder its tracker names now, so a later step is not resumed into this step's results)."""
     ev = cfg.eval
     # A perception strategy changes the responses: its results are not resumed into another's folder.
     style = {"prompt_style": ev.prompt_style, "note_kinds": ev.note_kinds} if ev.prompt_style else {}

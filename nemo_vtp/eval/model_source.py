@@ -1,5 +1,5 @@
 """What `eval.model_path` names, turned into an HF folder an engine loads: an HF folder is used as it is;
-a Megatron checkpoint (a step folder, or a save_dir with `latest`) is converted once with
+a Megatron checkpoint (a step folder, or a save_dir with a tracker file) is converted once with
 `nemo-vtp convert megatron-to-hf` into `<cache_root>/<step>-<hash of its path>/` and reused while the
 checkpoint is unchanged.
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemo_vtp.models.hub import resolve_model_dir
+from nemo_vtp.training.checkpoint_files import tracked_step
 
 logger = logging.getLogger("nemo_vtp.eval")
 
-LATEST = "latest"  # a save_dir's pointer to its newest step folder (the trainer's layout)
 SOURCE_FILE = "source.json"  # in a converted folder: which checkpoint it came from (written last)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # either marks a folder that has a tokenizer
 # Variables of an outer torchrun/srun that would make the conversion child join that world (with
@@ -55,13 +55,12 @@ def has_tokenizer(path: Path) -> bool:
 
 
 def megatron_step(path: Path) -> Path | None:
-    """The step folder of a Megatron checkpoint (itself, or what `latest` names), None when `path` is not one.
-
-    The rule of `nemo_vtp.training.checkpoint.find_checkpoint`, not imported from there: that module
-    imports Megatron, which the evaluating process does not otherwise need.
+    """The step folder of a Megatron checkpoint (itself, or what the save_dir's tracker names: its
+    `latest_checkpointed_iteration.txt`, or the `latest` file of a run saved before), None when `path` is
+    not one. Not `nemo_vtp.training.checkpoint.find_checkpoint`: that module imports Megatron, which the
+    evaluating process does not otherwise need.
     """
-    if (path / LATEST).is_file():
-        path = path / (path / LATEST).read_text().strip()
+    path = tracked_step(path) or path
     return path if (path / "metadata.json").is_file() else None
 
 
@@ -74,14 +73,16 @@ def resolve_model(model_path: str | Path | None, cache_root: Path, tokenizer_fal
     """
     if not model_path:
         raise ValueError("eval.model_path is not set: name an HF folder or a Megatron checkpoint (a step folder "
-                         "or a save_dir with `latest`), or score saved responses with eval.responses_file")
+                         "or a save_dir with latest_checkpointed_iteration.txt), or score saved responses with "
+                         "eval.responses_file")
     path = resolve_model_dir(model_path, "eval.model_path")
     if is_hf_folder(path):
         return ModelSource(path, path, "hf")
     step = megatron_step(path)
     if step is None:
         raise ValueError(f"eval.model_path={path} is neither an HF folder (config.json + *.safetensors) nor a Megatron "
-                         "checkpoint (a step folder with metadata.json, or a save_dir with a `latest` file)")
+                         "checkpoint (a step folder with metadata.json, or a save_dir with "
+                         "latest_checkpointed_iteration.txt)")
     target = cache_root / f"{step.name}-{_path_hash(step)}"
     wanted = _source_record(step)
     if _read_source(target) != wanted:

@@ -3,19 +3,22 @@ beside it, written atomically, resumed automatically.
 
 Layout of `<save_dir>`:
 
-    latest                      text file naming the newest complete step folder (written last)
-    step_0000040/               one checkpoint, renamed into place only once complete
+    latest_checkpointed_iteration.txt   the newest complete iteration, e.g. `40` (written last; the name
+                                        and format of Megatron-LM's tracker)
+    iter_0000040/               one checkpoint (Megatron-LM's folder name), renamed into place only once complete
         metadata.json, *.distcp   {"model": ..., "optimizer": ...} sharded state (loads at any TP/PP)
         trainer_state.json        step, consumed samples, scheduler, stage extras (e.g. dynamic sampling)
         rng/rank_00000.pt         python/numpy/torch RNG states of each rank as tensors and numbers
                                   (loaded with weights_only=True; restored when the layout matches)
         hf/config.json            the model architecture (so conversion and eval need no recipe)
 
-A run killed at any moment leaves complete step folders and at most one `.tmp-step_*`: the folder is
-written as `.tmp-step_*`, every file and folder in it fsynced, renamed, the save_dir fsynced, then
-`latest` is replaced the same way. Resume does not trust `latest`: it scans the step folders and takes
+A run killed at any moment leaves complete step folders and at most one `.tmp-iter_*`: the folder is
+written as `.tmp-iter_*`, every file and folder in it fsynced, renamed, the save_dir fsynced, then the
+tracker is replaced the same way. Resume does not trust the tracker: it scans the step folders and takes
 the newest usable one (`checkpoint_files.unusable_reason`), falls back past one that fails to load
 (saying so in the log), and stops with an error naming them when step folders exist but none is usable.
+Runs saved before the Megatron-LM names (`step_<N>/` folders, a `latest` file) resume the same way;
+their next save writes `iter_` folders and the tracker, and removes the `latest` file.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ def find_checkpoint(path: str | Path) -> Path:
     usable = usable_steps(path, _rank(), resume=False)
     if not usable:
         raise FileNotFoundError(f"no checkpoint at {path}: expected a step folder with {ckfiles.META_FILE} "
-                                "or a save_dir with step_* folders")
+                                "or a save_dir with iter_* folders")
     return usable[0]
 
 
@@ -219,7 +222,7 @@ class Checkpointer:
     def save(self, step: int, model_chunks, optimizer, trainer_state: dict[str, Any], arch=None) -> Path:
         from megatron.core import dist_checkpointing
 
-        name = f"step_{step:07d}"
+        name = ckfiles.step_name(step)
         final, tmp = self.save_dir / name, self.save_dir / f".tmp-{name}"
         if _rank() == 0:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -236,26 +239,27 @@ class Checkpointer:
             if arch is not None:
                 write_hf_side(tmp, arch, torch.float32, files_from=None)
             ckfiles.fsync_tree(tmp)
-            self._publish(tmp, final)
+            self._publish(tmp, final, step)
             self._prune(keep=name)
         _barrier()
         return final
 
-    def _publish(self, tmp: Path, final: Path) -> None:
-        """Rename the flushed `tmp` into place, then point `latest` at it; each rename flushed to disk."""
-        shutil.rmtree(final, ignore_errors=True)
+    def _publish(self, tmp: Path, final: Path, step: int) -> None:
+        """Rename the flushed `tmp` into place (over any folder of the same step, an older run's `step_` one
+        too), then point the tracker at it; each rename flushed to disk."""
+        for same in ckfiles.step_folders(self.save_dir):
+            if ckfiles.step_number(same) == step:
+                shutil.rmtree(same, ignore_errors=True)
         ckfiles.replace_durably(tmp, final)
-        pointer = self.save_dir / f".{ckfiles.LATEST}.tmp"
-        ckfiles.write_durably(pointer, final.name)
-        ckfiles.replace_durably(pointer, self.save_dir / ckfiles.LATEST)
+        ckfiles.write_tracker(self.save_dir, step)
 
     def _prune(self, keep: str) -> None:
         """Keep the newest `keep_last` step folders (and `keep`); drop leftovers of interrupted saves."""
         for old in ckfiles.step_folders(self.save_dir)[self.keep_last:]:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
-        for leftover in self.save_dir.glob(".tmp-step_*"):
-            if leftover.name != f".tmp-{keep}":
+        for leftover in self.save_dir.glob(".tmp-*"):
+            if ckfiles.is_step_name(leftover.name.removeprefix(".tmp-")) and leftover.name != f".tmp-{keep}":
                 shutil.rmtree(leftover, ignore_errors=True)
 
     def load(self, path: str | Path, model_chunks, optimizer=None, world_layout: dict | None = None,

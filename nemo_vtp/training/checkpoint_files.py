@@ -25,13 +25,14 @@ import torch
 
 logger = logging.getLogger("nemo_vtp.checkpoint")
 
-LATEST = "latest"  # text file naming the newest step folder (informational: resume scans the folders)
+TRACKER = "latest_checkpointed_iteration.txt"  # Megatron-LM's tracker: the newest iteration as plain text
+OLD_LATEST = "latest"  # runs saved before the iter_ names: a text file naming the newest step folder
 STATE_FILE = "trainer_state.json"  # step, consumed samples, scheduler, stage extras
 META_FILE = "metadata.json"  # Megatron dist_checkpointing's description of the sharded format
 DCP_INDEX = ".metadata"  # torch.distributed.checkpoint's index of the shard files (a pickle)
 COMMON_FILE = "common.pt"  # Megatron's non-sharded state (read by Megatron with weights_only=True)
 RNG_DIR = "rng"
-_STEP_NAME = re.compile(r"step_(\d+)")
+_STEP_NAME = re.compile(r"(?:iter|step)_(\d+)")  # iter_0000040 (Megatron-LM's name); step_<N> of older runs
 
 # What the shard index may hold; checked here because torch unpickles it with no restriction.
 _INDEX_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.planner")
@@ -55,10 +56,33 @@ def rng_file(step: Path, rank: int) -> Path:
     return step / RNG_DIR / f"rank_{rank:05d}.pt"
 
 
+def step_name(step: int) -> str:
+    """The folder name of iteration `step`, as Megatron-LM names it: `iter_0000040`."""
+    return f"iter_{step:07d}"
+
+
+def is_step_name(name: str) -> bool:
+    """`iter_<N>`, or `step_<N>` (what runs saved before the Megatron-LM names hold)."""
+    return _STEP_NAME.fullmatch(name) is not None
+
+
 def step_folders(save_dir: Path) -> list[Path]:
-    """The `step_<N>` folders of a save_dir, newest (largest N) first."""
-    found = [p for p in save_dir.glob("step_*") if p.is_dir() and _STEP_NAME.fullmatch(p.name)]
-    return sorted(found, key=_step_number, reverse=True)
+    """The `iter_<N>` and older `step_<N>` folders of a save_dir, newest (largest N) first; at equal N the
+    `iter_` folder first (the one written after the rename)."""
+    found = [p for p in (*save_dir.glob("iter_*"), *save_dir.glob("step_*")) if p.is_dir() and is_step_name(p.name)]
+    return sorted(found, key=lambda p: (step_number(p), p.name.startswith("iter_")), reverse=True)
+
+
+def tracked_step(save_dir: Path) -> Path | None:
+    """The step folder a save_dir's pointer names: Megatron-LM's tracker (an iteration number), else the
+    `latest` file of a run saved before; None when there is neither, or the tracker holds no number.
+    Informational: resume scans the folders instead (`usable_steps`)."""
+    if (save_dir / TRACKER).is_file():
+        text = (save_dir / TRACKER).read_text().strip()
+        return save_dir / step_name(int(text)) if text.isdigit() else None
+    if (save_dir / OLD_LATEST).is_file():
+        return save_dir / (save_dir / OLD_LATEST).read_text().strip()
+    return None
 
 
 # ---------------------------------------------------------------- reading without running code
@@ -184,13 +208,14 @@ def usable_steps(save_dir: Path, rank: int = 0, vote: Callable[[list[bool]], lis
                               "Repair or move them away; nothing was trained over them")
     for step, reason in zip(steps, reasons):
         if reason is not None:
-            newer = usable and _step_number(step) > _step_number(usable[0])
+            newer = usable and step_number(step) > step_number(usable[0])
             logger.warning("checkpoint %s is unusable: %s%s", step, reason,
                            f"; falling back to the previous intact step {usable[0].name}" if newer else "")
     return usable
 
 
-def _step_number(step: Path) -> int:
+def step_number(step: Path) -> int:
+    """N of an `iter_<N>` or `step_<N>` folder."""
     return int(_STEP_NAME.fullmatch(step.name).group(1))
 
 
@@ -275,3 +300,14 @@ def replace_durably(src: Path, dst: Path) -> None:
     """Rename `src` over `dst` and flush the parent folder so the rename itself survives a crash."""
     os.replace(src, dst)
     fsync_path(dst.parent)
+
+
+def write_tracker(save_dir: Path, step: int) -> None:
+    """Point the tracker at iteration `step` (written beside it, flushed, renamed over it), then drop the
+    `latest` file a run saved before the iter_ names may still hold (it would name an older folder)."""
+    pending = save_dir / f".{TRACKER}.tmp"
+    write_durably(pending, str(step))
+    replace_durably(pending, save_dir / TRACKER)
+    if (save_dir / OLD_LATEST).is_file():
+        (save_dir / OLD_LATEST).unlink()
+        fsync_path(save_dir)

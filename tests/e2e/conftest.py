@@ -49,4 +49,4 @@ def tiny_sft(tmp_path_factory, tiny_world, tiny_init):
     run("sft", TINY_SFT, [f"run.output_dir={out}", f"data.train_path={tiny_world / 'train.jsonl'}",
                           f"data.val_path={tiny_world / 'val.jsonl'}", f"checkpoint.load={tiny_init}",
                           *FAST_SFT, "training.train_steps=40", "training.eval_interval=0"])
-    return out / "checkpoints" / "step_0000040"
+    return out / "checkpoints" / "iter_0000040"

@@ -3,7 +3,8 @@
     python tests/e2e/kill_during_save.py POINT STEP_FOLDER COMMAND [args...]
 
 POINT: `shards` (the shards of `.tmp-STEP_FOLDER` written, nothing else), `before_rename` (the folder
-complete and flushed, not renamed), `before_latest` (renamed into place, `latest` not yet replaced).
+complete and flushed, not renamed), `before_tracker` (renamed into place, the tracker
+`latest_checkpointed_iteration.txt` not yet replaced). STEP_FOLDER: e.g. `iter_0000004`.
 Start it in a new session: the kill then takes its helper processes too.
 """
 
@@ -28,6 +29,7 @@ def install(point: str, step_folder: str) -> None:
     from nemo_vtp.training import checkpoint_files
 
     real_save, real_replace = dist_checkpointing.save, checkpoint_files.replace_durably
+    iteration = str(int(step_folder.removeprefix("iter_")))  # what the tracker will hold
 
     def save(state, folder, *args, **kwargs):
         result = real_save(state, folder, *args, **kwargs)
@@ -38,7 +40,7 @@ def install(point: str, step_folder: str) -> None:
     def replace(src, dst):
         if point == "before_rename" and src.name == f".tmp-{step_folder}":
             _die()
-        if point == "before_latest" and dst.name == checkpoint_files.LATEST and src.read_text() == step_folder:
+        if point == "before_tracker" and dst.name == checkpoint_files.TRACKER and src.read_text() == iteration:
             _die()
         real_replace(src, dst)
 

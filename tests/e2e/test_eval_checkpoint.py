@@ -34,7 +34,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def make_world_and_checkpoint(root: Path):
     """root/data: a synthetic world with 8 test rows; root/hf: a random tiny model (no tokenizer files);
-    root/ckpts: its Megatron save_dir (`latest` -> step_0000007). Returns (step folder, HF model)."""
+    root/ckpts: its Megatron save_dir (the tracker -> iter_0000007). Returns (step folder, HF model)."""
     from nemo_vtp.data.synth.world import WorldSpec, generate
     from nemo_vtp.data.tokenizer import load_tokenizer, special_token_ids
     from nemo_vtp.models.qwen25_vl.config import preset
@@ -45,10 +45,10 @@ def make_world_and_checkpoint(root: Path):
     arch = preset("tiny", tie_word_embeddings=False, **special_token_ids(load_tokenizer()))
     model = random_hf_model(arch, seed=11)
     model.save_pretrained(root / "hf")  # weights + config only: the checkpoint will carry no tokenizer
-    step = root / "ckpts" / "step_0000007"
+    step = root / "ckpts" / "iter_0000007"
     done = _cli("convert", "hf-to-megatron", "--hf-dir", str(root / "hf"), "--out", str(step))
     assert done.returncode == 0, done.stderr[-3000:]
-    (root / "ckpts" / "latest").write_text(step.name)
+    (root / "ckpts" / "latest_checkpointed_iteration.txt").write_text("7")
     assert not any(p.name.startswith("tokenizer") for p in (step / "hf").iterdir())
     return step, model
 

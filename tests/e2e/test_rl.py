@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from nemo_vtp.training.checkpoint_files import TRACKER
 from tests.e2e.stages import TINY_RL, console_lines, metrics, run
 
 # From a briefly fine-tuned checkpoint: small groups, responses long enough to finish.
@@ -59,7 +60,7 @@ def test_two_steps_train_and_keep_the_engine_in_sync(tmp_path, tiny_world, tiny_
     mismatch = metrics(tmp_path, "rl/loss/rollout_logprob_abs_diff")
     assert mismatch[2] < 1e-4, mismatch
     assert metrics(tmp_path, "rl/refit/tensors")[2] > 0
-    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_0000002"
+    assert (tmp_path / "checkpoints" / TRACKER).read_text() == "2"
 
 
 def _assert_rollout_dump(out, step: int, groups: int) -> None:
@@ -97,10 +98,10 @@ def test_resume_after_a_step_without_update(tmp_path, tiny_world, tiny_init):
                  "generation.sampling.max_new_tokens=16",
                  "rl.dynamic_sampling.criterion=accuracy")
     run("rl", TINY_RL, [*base, "training.exit_after_steps=1"])
-    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_0000001"
+    assert (tmp_path / "checkpoints" / TRACKER).read_text() == "1"
     run("rl", TINY_RL, base)
     assert sorted(metrics(tmp_path, "rl/reward/total")) == [1, 2]
-    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_0000002"
+    assert (tmp_path / "checkpoints" / TRACKER).read_text() == "2"
 
 
 def test_packed_micro_batches_give_the_padded_first_step(tmp_path, tiny_world, tiny_sft):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from nemo_vtp.training.checkpoint_files import TRACKER, step_name
 from tests.e2e.stages import FAST_SFT, ROOT, TINY_SFT, command, console_lines, env, metrics, run
 
 
@@ -40,7 +41,7 @@ def test_loss_falls_and_val_loss_logged(tmp_path, tiny_world, tiny_init):
     assert set(metrics(tmp_path, "val/loss")) == {20, 40}
     assert (tmp_path / "config.resolved.yaml").is_file()
     assert any((tmp_path / "tb").iterdir())
-    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_0000040"
+    assert (tmp_path / "checkpoints" / TRACKER).read_text() == "40"
 
 
 @pytest.mark.parametrize("layout", [["parallel.tensor_model_parallel_size=2"],
@@ -74,8 +75,8 @@ def test_sigkill_then_resume_gives_the_same_losses(tmp_path, tiny_world, tiny_in
     proc = subprocess.Popen(command("sft", TINY_SFT, _args(killed, tiny_world, tiny_init, *steps)), env=env(),
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    latest = killed / "checkpoints" / "latest"
-    _wait_for(lambda: latest.is_file() and latest.read_text() == "step_0000003", proc)
+    tracker = killed / "checkpoints" / TRACKER
+    _wait_for(lambda: tracker.is_file() and tracker.read_text() == "3", proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole job, helper processes included, as a scheduler would
     proc.wait()
     run("sft", TINY_SFT, _args(killed, tiny_world, tiny_init, *steps))
@@ -90,7 +91,7 @@ def test_sigterm_leaves_a_complete_checkpoint(tmp_path, tiny_world, tiny_init):
     _wait_for(lambda: metrics_file.is_file() and len(metrics_file.read_text().splitlines()) >= 2, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 0
-    step_dir = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text()
+    step_dir = tmp_path / "checkpoints" / step_name(int((tmp_path / "checkpoints" / TRACKER).read_text()))
     state = json.loads((step_dir / "trainer_state.json").read_text())
     assert (step_dir / "metadata.json").is_file() and (step_dir / "rng" / "rank_00000.pt").is_file()
     assert state["step"] == max(metrics(tmp_path, "train/loss")) < 500
@@ -149,7 +150,7 @@ def test_resume_at_another_parallel_layout(tmp_path, tiny_world, tiny_init):
     moved = tmp_path / "moved"
     run("sft", TINY_SFT, _args(moved, tiny_world, tiny_init, *steps, "training.train_steps=5",
                                "training.exit_after_steps=3"))
-    assert (moved / "checkpoints" / "latest").read_text() == "step_0000003"
+    assert (moved / "checkpoints" / TRACKER).read_text() == "3"
     run("sft", TINY_SFT, _args(moved, tiny_world, tiny_init, *steps, "training.train_steps=5",
                                "parallel.tensor_model_parallel_size=2"), nproc=2)
     assert metrics(moved, "train/loss") == pytest.approx(metrics(tmp_path / "straight", "train/loss"), abs=1e-5)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from nemo_vtp.training.checkpoint_files import TRACKER, step_name
 from tests.e2e.stages import console_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -270,8 +271,8 @@ def _assert_resumed_once(info: dict[str, str], log: str, out: Path, key: str, st
     assert len(set(stopped)) == 1 and set(resumed) == set(stopped), log  # every rank logs both lines
     assert 1 <= int(stopped[0]) < steps, log
     assert _steps_logged(out, key) == list(range(1, steps + 1)), log
-    ckpt = out / "checkpoints" / (out / "checkpoints/latest").read_text().strip()
-    assert ckpt.name == f"step_{steps:07d}"
+    assert (out / "checkpoints" / TRACKER).read_text() == str(steps)
+    ckpt = out / "checkpoints" / step_name(steps)
     trainer = json.loads((ckpt / "trainer_state.json").read_text())
     assert trainer["step"] == steps and trainer["world_layout"]["world_size"] == 2, trainer
     assert any(ckpt.glob("*.distcp")), sorted(p.name for p in ckpt.iterdir())
@@ -313,7 +314,7 @@ def test_sft_sbatch_two_ranks_preempted_by_usr1_resumes_and_finishes(slurm_sft):
 
 def _tiny_rl_overrides(sft_out: Path, sft_steps: int, out: Path, steps: int) -> list[str]:
     """The tiny RL run from an SFT job's last checkpoint and data, with small rollouts."""
-    return [f"checkpoint.load={sft_out}/checkpoints/step_{sft_steps:07d}",
+    return [f"checkpoint.load={sft_out}/checkpoints/{step_name(sft_steps)}",
             f"data.train_path={sft_out}/data/train.jsonl", f"run.output_dir={out}", "logging.progress_bar=false",
             f"rl.rollout_steps={steps}", "rl.num_prompts=2", "generation.sampling.n=4", "rl.mini_batch_size=8",
             "rl.micro_batch_size=4", "rl.dynamic_sampling.enabled=false", "generation.sampling.max_new_tokens=24",
@@ -338,7 +339,7 @@ def test_convert_sbatch_exports_the_sft_checkpoint_and_verifies_it(slurm_sft, su
     """slurm/convert.sbatch: the SFT job's checkpoint -> an HF folder, then (a second job that
     waits on the first with --dependency=afterok) the logit check between the two passes."""
     _, _, sft_out, sft_steps = slurm_sft
-    ckpt, hf = sft_out / f"checkpoints/step_{sft_steps:07d}", tmp_path / "hf"
+    ckpt, hf = sft_out / "checkpoints" / step_name(sft_steps), tmp_path / "hf"
     export = submit(ROOT / "slurm/convert.sbatch", "megatron-to-hf", "--ckpt", str(ckpt), "--out", str(hf))
     verify = submit(ROOT / "slurm/convert.sbatch", "verify", "--hf-dir", str(hf), "--ckpt", str(ckpt),
                     sbatch_opts=(f"--dependency=afterok:{export.id}",))

@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from nemo_vtp.training.checkpoint_files import TRACKER
 from tests.gpu.gpu_run import ROOT, metrics, run_child
 from tests.gpu.workers.common import SMALL_VLLM, write_small_hf_config
 
@@ -30,7 +31,7 @@ def test_tiny_rl_with_vllm_runs_end_to_end(tmp_path):
     run_child(["-m", "nemo_vtp.cli", "sft", str(ROOT / "recipes/tiny/sft.yaml"), f"run.output_dir={sft}",
                f"model.hf_config={hf}", "data.synth.num=200", "training.train_steps=5",
                "training.eval_interval=0", "training.eval_batches=1", *COMMON], timeout=300)
-    ckpt = sorted((sft / "checkpoints").glob("step_*"))[-1]
+    ckpt = sorted((sft / "checkpoints").glob("iter_*"))[-1]
     rl = tmp_path / "rl"
     run_child(["-m", "nemo_vtp.cli", "rl", str(ROOT / "recipes/tiny/rl.yaml"), f"run.output_dir={rl}",
                f"model.hf_config={hf}", f"data.train_path={sft}/data/train.jsonl", f"checkpoint.load={ckpt}",
@@ -41,7 +42,7 @@ def test_tiny_rl_with_vllm_runs_end_to_end(tmp_path):
     for row in rows:
         report("rl_step", **{k: row.get(k) for k in ("step", *keys, "rl/reward/total")})
     assert [r["step"] for r in rows] == [1, 2], rows
-    assert (rl / "checkpoints" / "latest").read_text() == "step_0000002"  # with the optimizer state
+    assert (rl / "checkpoints" / TRACKER).read_text() == "2"  # with the optimizer state
     for row in rows:
         assert all(row.get(k) is not None and math.isfinite(row[k]) for k in keys), row
         assert row["rl/refit/tensors"] > 0, row

@@ -14,6 +14,7 @@ import math
 import pytest
 import torch
 
+from nemo_vtp.training.checkpoint_files import TRACKER
 from tests.gpu.gpu_run import ROOT, metrics, run_child
 from tests.gpu.workers.common import SMALL_VLLM, write_small_hf_config
 
@@ -37,7 +38,7 @@ def test_sft_tp2_matches_tp1_and_resumes(tmp_path):
 
     hf = write_small_hf_config(tmp_path / "config.json")
     _sft(tmp_path / "init", hf, 1, 1, "model.params_dtype=float32")
-    fp32 = ["model.params_dtype=float32", f"checkpoint.load={tmp_path / 'init' / 'checkpoints' / 'step_0000001'}"]
+    fp32 = ["model.params_dtype=float32", f"checkpoint.load={tmp_path / 'init' / 'checkpoints' / 'iter_0000001'}"]
     tp1 = _sft(tmp_path / "tp1", hf, 1, 2, *fp32)
     tp2 = _sft(tmp_path / "tp2", hf, 2, 2, *fp32)
     resumed = _sft(tmp_path / "tp2", hf, 2, 3, *fp32)  # resumes from its own step 2, runs step 3
@@ -55,7 +56,7 @@ def test_rl_with_vllm_tp2_runs_and_stays_in_sync(tmp_path):
     hf = write_small_hf_config(tmp_path / "config.json")
     sft = tmp_path / "sft"
     _sft(sft, hf, 2, 3, "model.params_dtype=bfloat16")
-    ckpt = sorted((sft / "checkpoints").glob("step_*"))[-1]
+    ckpt = sorted((sft / "checkpoints").glob("iter_*"))[-1]
     rl = tmp_path / "rl"
     run_child(["-m", "nemo_vtp.cli", "rl", str(ROOT / "recipes/tiny/rl.yaml"), f"run.output_dir={rl}",
                f"model.hf_config={hf}", f"data.train_path={sft}/data/train.jsonl", f"checkpoint.load={ckpt}",
@@ -72,4 +73,4 @@ def test_rl_with_vllm_tp2_runs_and_stays_in_sync(tmp_path):
     assert all(row.get(k) is not None and math.isfinite(row[k]) for row in rows for k in keys), rows
     # bf16 vLLM vs bf16 Megatron on the sampled tokens: ~0.05 nat (one GPU: 0.072 max); stale weights: ~1 nat
     assert rows[1]["rl/loss/rollout_logprob_abs_diff"] < 0.1, rows[1]
-    assert (rl / "checkpoints" / "latest").read_text() == "step_0000002"
+    assert (rl / "checkpoints" / TRACKER).read_text() == "2"

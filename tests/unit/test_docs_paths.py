@@ -8,7 +8,8 @@ from nemo_vtp.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_PATH = re.compile(r"recipes/[A-Za-z0-9_./-]+\.yaml")
-TINY_STEP = re.compile(r"runs/(tiny-sft|tiny-rl)/checkpoints/step_(\d+)")
+TINY_STEP = re.compile(r"runs/(tiny-sft|tiny-rl)/checkpoints/iter_(\d+)")
+OLD_STEP = re.compile(r"checkpoints/step_\d+|step_0\d{6}")  # step folder names from before the Megatron-LM ones
 ENV_VAR = re.compile(r"\$\{oc\.env:(NEMO_VTP_[A-Z_]+)")
 
 
@@ -46,6 +47,11 @@ def test_named_step_folders_of_the_tiny_sft_run_are_kept():
     wrong = sorted(f"{name}: step {step} (a finished run keeps {sorted(kept)})" for name, step in named
                    if step not in kept)
     assert named and not wrong, "\n".join(wrong)
+
+
+def test_no_text_names_a_step_folder_the_trainer_no_longer_writes():
+    old = sorted(f"{name}: {found}" for name, text in _texts().items() for found in OLD_STEP.findall(text))
+    assert not old, "\n".join(old)
 
 
 def test_recipes_read_only_the_documented_variables():

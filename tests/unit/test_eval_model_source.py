@@ -34,12 +34,17 @@ def converter(monkeypatch):
     return calls
 
 
-def _save_dir(root, steps=(5,)):
+def _save_dir(root, steps=(5,), old_names=False):
+    """The trainer's save_dir: iter_<N> folders and Megatron-LM's tracker (with `old_names`: the step_<N>
+    folders and `latest` file of runs saved before)."""
     for step in steps:
-        folder = root / "ckpts" / f"step_{step:07d}"
+        folder = root / "ckpts" / (f"step_{step:07d}" if old_names else f"iter_{step:07d}")
         (folder / "hf").mkdir(parents=True)
         (folder / "metadata.json").write_text("{}")
-    (root / "ckpts" / "latest").write_text(f"step_{steps[-1]:07d}")
+    if old_names:
+        (root / "ckpts" / "latest").write_text(f"step_{steps[-1]:07d}")
+    else:
+        (root / "ckpts" / "latest_checkpointed_iteration.txt").write_text(str(steps[-1]))
     return root / "ckpts"
 
 
@@ -60,19 +65,25 @@ def test_hf_folder_is_used_as_is(tmp_path, converter):
 def test_checkpoint_is_converted_once_and_reconverted_when_it_changes(tmp_path, converter):
     save_dir, tok = _save_dir(tmp_path, steps=(5, 9)), _tokenizer(tmp_path)
     first = resolve_model(save_dir, tmp_path / "cache", tok)
-    assert first.kind == "megatron" and first.origin == save_dir / "step_0000009"  # what `latest` names
-    assert first.hf_dir.parent == tmp_path / "cache" and first.hf_dir.name.startswith("step_0000009-")
+    assert first.kind == "megatron" and first.origin == save_dir / "iter_0000009"  # what the tracker names
+    assert first.hf_dir.parent == tmp_path / "cache" and first.hf_dir.name.startswith("iter_0000009-")
     assert (first.hf_dir / "tokenizer.json").is_file()  # the checkpoint has none: the fallback's are copied
     assert json.loads((first.hf_dir / "source.json").read_text())["tokenizer_from"] == str(tok)
     assert len(converter) == 1
-    assert resolve_model(save_dir / "step_0000009", tmp_path / "cache", tok) == first  # same step: cached
+    assert resolve_model(save_dir / "iter_0000009", tmp_path / "cache", tok) == first  # same step: cached
     assert len(converter) == 1
-    other = resolve_model(save_dir / "step_0000005", tmp_path / "cache", tok)
+    other = resolve_model(save_dir / "iter_0000005", tmp_path / "cache", tok)
     assert other.hf_dir != first.hf_dir and len(converter) == 2
-    meta = save_dir / "step_0000009" / "metadata.json"
+    meta = save_dir / "iter_0000009" / "metadata.json"
     os.utime(meta, ns=(meta.stat().st_atime_ns, meta.stat().st_mtime_ns + 10**9))  # the step was rewritten
     resolve_model(save_dir, tmp_path / "cache", tok)
     assert len(converter) == 3
+
+
+def test_save_dir_of_a_run_with_old_step_names_is_found(tmp_path, converter):
+    save_dir = _save_dir(tmp_path, steps=(5, 9), old_names=True)
+    source = resolve_model(save_dir, tmp_path / "cache", _tokenizer(tmp_path))
+    assert source.origin == save_dir / "step_0000009" and len(converter) == 1
 
 
 def test_checkpoint_tokenizer_files_win_over_the_fallback(tmp_path, monkeypatch, converter):
@@ -96,7 +107,7 @@ def test_a_failed_conversion_says_why(tmp_path, monkeypatch):
                         lambda command, **kw: subprocess.CompletedProcess(command, 2, "", "error: bad shard"))
     with pytest.raises(RuntimeError, match="bad shard"):
         resolve_model(_save_dir(tmp_path), tmp_path / "cache", _tokenizer(tmp_path))
-    assert not list((tmp_path / "cache").glob("step_*"))  # nothing half-written looks converted
+    assert not list((tmp_path / "cache").glob("iter_*"))  # nothing half-written looks converted
 
 
 def test_other_ranks_wait_for_rank_zero(tmp_path, converter):
@@ -138,4 +149,4 @@ def test_rank_zero_converts_for_the_others_even_when_its_shard_is_done(tmp_path,
     out.mkdir()
     (out / "samples.rank0.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in ("syn-0", "syn-2")))
     assert evaluate(cfg, rank=0, world_size=2) is None  # rank 1 (syn-1) has not run yet
-    assert len(converter) == 1 and list((out / "model_hf").glob("step_0000005-*/source.json"))
+    assert len(converter) == 1 and list((out / "model_hf").glob("iter_0000005-*/source.json"))
