@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nemo_vtp.data.io import ReadSummary
+from nemo_vtp.data.io import ReadSummary, path_under
 from nemo_vtp.data.schema import Sample
 
 log = logging.getLogger(__name__)
@@ -143,8 +142,9 @@ def finished_ids(files: ShardFiles) -> set[str]:
 
 
 def rebase_images(sample: Sample, from_dir: Path, to_dir: Path) -> Sample:
-    """The sample with image paths rewritten from relative-to-`from_dir` to relative-to-`to_dir`."""
-    images = [os.path.relpath((from_dir / p).resolve(), to_dir.resolve()) for p in sample.images]
+    """The sample with image paths rewritten from relative-to-`from_dir` to relative-to-`to_dir`, inside
+    `to_dir` (through one link to `from_dir` when it lies outside: see `path_under`)."""
+    images = [path_under(to_dir, from_dir / p, from_dir, from_dir.name) for p in sample.images]
     return replace(sample, images=images)
 
 
